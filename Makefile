@@ -1,0 +1,29 @@
+# `make demo` and `make test` do all set-up on a fresh machine: a .venv with pinned dependencies.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+DATA    ?= data
+STAMP   := .venv/.installed
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml requirements.txt
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c requirements.txt torch==2.13.0
+	$(PIP) install -q -c requirements.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m genie.demo --data_dir $(DATA)
+
+lint: $(STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

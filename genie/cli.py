@@ -1,0 +1,174 @@
+"""The `genie` command: one entry point, one subcommand per job.
+
+Heavy imports (torch, gymnasium) happen inside each handler so `genie --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from genie.errors import GenieError
+
+STAGES = ("tokenizer", "lam", "dynamics")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def add_resolution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--height", type=_positive_int, default=72, help="frame rows (default 72)")
+    p.add_argument("--width", type=_positive_int, default=128, help="frame columns (default 128)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The flags of the user's training scripts; `genie train STAGE` and scripts/train_*.py share them."""
+    p.add_argument("--config", type=Path, required=True, help="YAML config of this stage")
+    p.add_argument("--data_dir", type=Path, default=Path("data"), help="folder holding datasets")
+    p.add_argument("--dataset", default="pong", help="dataset name under --data_dir (an ALE game is collected)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--max_steps", type=_positive_int, help="override training.max_steps")
+    p.add_argument("--batch_size", type=_positive_int, help="override data.batch_size (per process)")
+    p.add_argument("--output_dir", type=Path, default=Path("checkpoints"), help="runs go to OUTPUT_DIR/STAGE/")
+    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"), help="where eval videos/JSON go")
+    p.add_argument("--resume", type=Path, help="a run directory or checkpoint to continue exactly")
+    p.add_argument("--seed", type=int, help="override training.seed")
+    p.add_argument("--no_eval", action="store_true", help="skip the evaluation at the end of training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_collect(args: argparse.Namespace) -> None:
+    from genie.data.collect import collect
+
+    collect(
+        args.game,
+        args.data_dir,
+        dataset=args.dataset,
+        frames=args.frames,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        episode_frames=args.episode_frames,
+        val_fraction=args.val_fraction,
+        overwrite=args.overwrite,
+    )
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from genie.data.ingest import ingest
+
+    ingest(
+        args.path,
+        args.data_dir,
+        args.dataset,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        overwrite=args.overwrite,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from genie.training.entry import train_from_args
+
+    train_from_args(args.stage, args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from genie.evaluation.entry import eval_from_args
+
+    eval_from_args(args.stage, args)
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from genie.evaluation.curves import plot_run
+
+    print(plot_run(args.run_dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genie", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("collect", help="record an ALE game (frames + true actions) into a dataset")
+    p.add_argument("game", help="ALE game id, e.g. pong, breakout")
+    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--dataset", help="dataset name (default: the game id)")
+    p.add_argument("--frames", type=_positive_int, default=None, help="frames to record (default 40000)")
+    p.add_argument("--episode_frames", type=_positive_int, default=None, help="cut episodes at this length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    add_resolution_args(p)
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("ingest", help="import video files, PNG frames or an HDF5/NPZ array as a dataset")
+    p.add_argument("path", type=Path, help="a video file, a folder of videos or PNGs, or an .h5/.npz file")
+    p.add_argument("--dataset", required=True, help="dataset name to create under --data_dir")
+    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    add_resolution_args(p)
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("train", help="train one stage (tokenizer, lam, dynamics)")
+    p.add_argument("stage", choices=STAGES)
+    add_train_args(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint or run: videos + metrics JSON")
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint file or a run directory")
+    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the one the run trained on)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"))
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("plot", help="redraw loss_curve.png of a run from its metrics.jsonl")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=_cmd_plot)
+    return parser
+
+
+def run(handler: Callable[[], None]) -> int:
+    """Run a command; bad input becomes one line on stderr and exit code 2."""
+    try:
+        handler()
+    except GenieError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
