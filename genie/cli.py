@@ -44,11 +44,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """The flags of the user's training scripts; `genie train STAGE` and scripts/train_*.py share them."""
     p.add_argument("--config", type=Path, required=True, help="YAML config of this stage")
     p.add_argument("--data_dir", type=Path, default=Path("data"), help="folder holding datasets")
-    p.add_argument("--dataset", default="pong", help="dataset name under --data_dir (an ALE game is collected)")
+    p.add_argument(
+        "--dataset", default="pong", help="dataset name under --data_dir (an ALE game is collected)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--max_steps", type=_positive_int, help="override training.max_steps")
     p.add_argument("--batch_size", type=_positive_int, help="override data.batch_size (per process)")
-    p.add_argument("--output_dir", type=Path, default=Path("checkpoints"), help="runs go to OUTPUT_DIR/STAGE/")
+    p.add_argument(
+        "--output_dir", type=Path, help="runs go to OUTPUT_DIR/STAGE/ (default: output.checkpoint_dir)"
+    )
     p.add_argument("--eval_dir", type=Path, default=Path("evaluations"), help="where eval videos/JSON go")
     p.add_argument("--resume", type=Path, help="a run directory or checkpoint to continue exactly")
     p.add_argument("--seed", type=int, help="override training.seed")
@@ -85,6 +89,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         seed=args.seed,
         val_fraction=args.val_fraction,
         overwrite=args.overwrite,
+        episode_frames=args.episode_frames,
     )
 
 
@@ -115,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", type=Path, default=Path("data"))
     p.add_argument("--dataset", help="dataset name (default: the game id)")
     p.add_argument("--frames", type=_positive_int, default=None, help="frames to record (default 40000)")
-    p.add_argument("--episode_frames", type=_positive_int, default=None, help="cut episodes at this length")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episode_frames", type=_positive_int, help="cut episodes at this length (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="fixes the policy, the recording and the split")
     p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     add_resolution_args(p)
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="a video file, a folder of videos or PNGs, or an .h5/.npz file")
     p.add_argument("--dataset", required=True, help="dataset name to create under --data_dir")
     p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--episode_frames", type=_positive_int, help="cut each file into episodes of this length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")

@@ -1,0 +1,142 @@
+"""Readers that turn one source (a video, a folder of images, an array file) into chunks of frames.
+
+Each reader yields uint8 arrays [n, h, w, 3] at the source's own size and turns any failure into a
+GenieError naming the file, so `genie ingest` answers bad input with one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+
+from genie.errors import GenieError
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+ARRAY_NAMES = ("frames", "observations")  # preferred names inside .npz / .h5 files
+CHUNK = 256
+EXPECTED = "[N, H, W, 3] uint8"
+Chunks = Generator[np.ndarray, None, None]  # uint8 [n, h, w, 3] at a time
+
+
+def natural_key(path: Path) -> list[int | str]:
+    """Sort 'frame_2.png' before 'frame_10.png'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def read_video(path: Path) -> Chunks:
+    """Decoded RGB frames of the first video stream, CHUNK at a time."""
+    import av
+
+    chunk: list[np.ndarray] = []
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise GenieError(f"{path} has no video stream (expected a video file)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                chunk.append(frame.to_ndarray(format="rgb24"))
+                count += 1
+                if len(chunk) == CHUNK:
+                    yield np.stack(chunk)
+                    chunk = []
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        raise GenieError(
+            f"cannot decode video {path}: {e} (is it a complete, playable video file?)"
+        ) from None
+    if chunk:
+        yield np.stack(chunk)
+    if count == 0:
+        raise GenieError(f"video {path} has no frames")
+
+
+def read_images(paths: list[Path]) -> Chunks:
+    """The images as RGB frames in the given order; they must all have one size."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = None
+    for start in range(0, len(paths), CHUNK):
+        chunk = []
+        for path in paths[start : start + CHUNK]:
+            try:
+                with Image.open(path) as image:
+                    frame = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                raise GenieError(f"cannot read image {path}: {e}") from None
+            if size is not None and frame.shape != size:
+                raise GenieError(
+                    f"image {path} is {frame.shape[1]}x{frame.shape[0]}, the frames before it are "
+                    f"{size[1]}x{size[0]} (one episode's frames must share a size)"
+                )
+            size = frame.shape
+            chunk.append(frame)
+        yield np.stack(chunk)
+
+
+def _check_frames(array: object, where: str) -> None:
+    shape = getattr(array, "shape", None)
+    dtype = getattr(array, "dtype", None)
+    if shape is None or len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
+        raise GenieError(f"{where} holds an array of shape {list(shape or [])} {dtype}, expected {EXPECTED}")
+    if shape[0] == 0:
+        raise GenieError(f"{where} holds no frames (shape {list(shape)}), expected {EXPECTED} with N >= 1")
+
+
+def _pick(shapes: dict[str, tuple[int, ...]], path: Path) -> str:
+    """The array named 'frames' or 'observations' if present, else the first 4-D one, else the first."""
+    if not shapes:
+        raise GenieError(f"{path} holds no arrays, expected one of {EXPECTED}")
+    for name in (*ARRAY_NAMES, *(n for n, shape in shapes.items() if len(shape) == 4)):
+        if name in shapes:
+            return name
+    return next(iter(shapes))
+
+
+def read_array(path: Path) -> Chunks:
+    """Frames from an .npy, .npz (array 'frames' or the first 4-D one) or HDF5 file, CHUNK at a time."""
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        yield from _read_hdf5(path)
+        return
+    try:
+        if suffix == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            where = str(path)
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                named = [n for n in ARRAY_NAMES if n in npz.files]
+                # without a preferred name, each array is loaded once to see its shape (npz cannot be mapped)
+                name = named[0] if named else _pick({k: npz[k].shape for k in npz.files}, path)
+                array, where = npz[name], f"{path} (array {name!r})"
+    except (OSError, ValueError, EOFError) as e:
+        raise GenieError(f"cannot read {path}: {e} (expected a numpy {suffix} file)") from None
+    _check_frames(array, where)
+    for start in range(0, len(array), CHUNK):
+        yield np.asarray(array[start : start + CHUNK])
+
+
+def _read_hdf5(path: Path) -> Chunks:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            shapes: dict[str, tuple[int, ...]] = {}
+
+            def visit(name: str, obj: object) -> None:  # returning non-None would stop the visit
+                if isinstance(obj, h5py.Dataset):
+                    shapes[name] = obj.shape
+
+            f.visititems(visit)
+            name = _pick(shapes, path)
+            array = f[name]
+            _check_frames(array, f"{path} (dataset {name!r})")
+            for start in range(0, array.shape[0], CHUNK):
+                yield np.asarray(array[start : start + CHUNK])
+    except OSError as e:
+        raise GenieError(f"cannot read HDF5 file {path}: {e}") from None

@@ -1,0 +1,164 @@
+"""Ingest: videos, arrays and image folders become datasets; bad input is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from genie.cli import main
+from genie.data.ingest import ingest
+from genie.data.resize import resize_frames
+from genie.data.store import EpisodeStore
+from genie.errors import GenieError
+
+H, W = 96, 160  # source size; datasets are 72 x 128 (a non-integer 0.75 / 0.8 ratio)
+
+
+def moving_square(n: int, seed: int = 0) -> np.ndarray:
+    """[n, H, W, 3] uint8: a dark court with a bright square moving right (easy on lossy codecs)."""
+    frames = np.full((n, H, W, 3), (40, 80, 40), np.uint8)
+    for i in range(n):
+        x = (8 * i + 16 * seed) % (W - 24)
+        frames[i, 30:54, x : x + 24] = (230, 200, 60)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str = "libx264") -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def assert_close_to_source(store: EpisodeStore, sources: list[np.ndarray], tolerance: float) -> None:
+    assert (store.height, store.width) == (72, 128)
+    assert len(store.episodes) == len(sources)
+    for (start, end), source in zip(store.episodes, sources, strict=True):
+        assert end - start == len(source)
+        error = np.abs(store.frames[start:end].astype(int) - resize_frames(source, 72, 128).astype(int))
+        assert error.mean() <= tolerance
+
+
+def test_video_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    sources = [moving_square(20, seed=s) for s in range(3)]
+    write_video(folder / "b.mp4", sources[1])
+    write_video(folder / "a.mp4", sources[0])
+    write_video(folder / "c.avi", sources[2], codec="mpeg4")
+    (folder / "notes.txt").write_text("ignored")
+    store = EpisodeStore.open(ingest(folder, tmp_path / "data", "vids", progress=False))
+    assert_close_to_source(store, sources, tolerance=6.0)  # lossy codecs
+    m = store.manifest
+    assert (m["source"], m["action_meanings"], m["episode_sources"]) == (
+        "video",
+        None,
+        ["a.mp4", "b.mp4", "c.avi"],
+    )
+    assert store.actions is None and store.identifiable is None
+
+
+def test_one_video_cut_into_episodes(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "long.mp4", moving_square(25))
+    with pytest.raises(GenieError, match="at least 2 episodes"):
+        ingest(video, tmp_path / "data", "one", progress=False)
+    store = EpisodeStore.open(ingest(video, tmp_path / "data", "cut", episode_frames=10, progress=False))
+    assert (store.episodes[:, 1] - store.episodes[:, 0]).tolist() == [10, 10, 5]
+
+
+def test_arrays_are_exact(tmp_path: Path) -> None:
+    sources = [moving_square(7, seed=s) for s in range(4)]
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.savez(folder / "0.npz", other=np.zeros(3), frames=sources[0])
+    np.savez(folder / "1.npz", sources[1])  # unnamed: the first 4-D array
+    with h5py.File(folder / "2.h5", "w") as f:
+        f.create_dataset("meta/rewards", data=np.zeros(7))
+        f.create_dataset("episode/observations", data=sources[2])
+    np.save(folder / "10.npy", sources[3])  # natural order: 10 after 2
+    store = EpisodeStore.open(ingest(folder, tmp_path / "data", "arr", progress=False))
+    assert_close_to_source(store, sources, tolerance=0.0)
+
+
+def test_png_folders(tmp_path: Path) -> None:
+    sources = [moving_square(12, seed=s) for s in range(2)]
+    for e, source in enumerate(sources):
+        (tmp_path / "pngs" / f"ep{e}").mkdir(parents=True)
+        for i, frame in enumerate(source):  # frame_10 must sort after frame_9
+            Image.fromarray(frame).save(tmp_path / "pngs" / f"ep{e}" / f"frame_{i}.png")
+    store = EpisodeStore.open(ingest(tmp_path / "pngs", tmp_path / "data", "pngs", progress=False))
+    assert_close_to_source(store, sources, tolerance=0.0)
+    flat = EpisodeStore.open(
+        ingest(tmp_path / "pngs" / "ep0", tmp_path / "data", "flat", episode_frames=6, progress=False)
+    )
+    assert np.array_equal(flat.frames, store.frames[:12])
+
+
+def make_bad_input(kind: str, folder: Path) -> Path:
+    """One kind of bad input inside `folder`; returns the path to ingest."""
+    path = folder / {
+        "missing": "missing.mp4",
+        "empty": "empty",
+        "text": "x.txt",
+        "random_mp4": "bad.mp4",
+    }.get(kind, kind)
+    if kind == "empty":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("hi")
+    elif kind == "random_mp4":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "float.npy":
+        np.save(path, np.zeros((5, 8, 8, 3), np.float32))
+    elif kind == "gray.npy":
+        np.save(path, np.zeros((5, 8, 8), np.uint8))
+    elif kind in ("broken.h5", "broken.npz"):
+        path.write_bytes(b"not an array file")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "missing.mp4 does not exist"),
+        ("empty", "found nothing to ingest in folder"),
+        ("text", "unknown file type '.txt'"),
+        ("random_mp4", "cannot decode video"),
+        ("float.npy", r"holds an array of shape \[5, 8, 8, 3\] float32, expected \[N, H, W, 3\] uint8"),
+        ("gray.npy", r"\[5, 8, 8\] uint8, expected"),
+        ("broken.h5", "cannot read HDF5 file"),
+        ("broken.npz", "cannot read"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path: Path, kind: str, message: str) -> None:
+    path = make_bad_input(kind, tmp_path)
+    data_dir = tmp_path / "data"
+    with pytest.raises(GenieError, match=message):
+        ingest(path, data_dir, "bad", progress=False)
+    assert not data_dir.exists() or list(data_dir.iterdir()) == []  # nothing half-written
+
+
+def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", moving_square(4))
+    np.save(tmp_path / "b.npy", moving_square(6))
+    ingest(tmp_path, tmp_path / "data", "d", progress=False)
+    with pytest.raises(GenieError, match="already exists"):
+        ingest(tmp_path, tmp_path / "data", "d", progress=False)
+    ingest(tmp_path, tmp_path / "data", "d", overwrite=True, progress=False)
+
+
+def test_cli_turns_bad_input_into_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["ingest", str(tmp_path / "nope"), "--dataset", "x", "--data_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ingest path") and "does not exist" in err
+    assert main(["collect", "not_a_game", "--data_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown ALE game 'not_a_game'" in err
