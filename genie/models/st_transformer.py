@@ -1,0 +1,128 @@
+"""The spatio-temporal (ST) transformer shared by the tokenizer, the LAM and the dynamics model.
+
+Genie (Bruce et al., 2024, Sec. 2.1) factorises attention: each block attends among the patches of
+one frame (spatial), then across frames at the same patch position (temporal, causal), then an MLP.
+Cost is O(T·N² + N·T²) instead of O((T·N)²).
+
+Axis letters: b batch, t time (frames), n patches per frame, d model width, h heads, p patch size.
+Temporal positions are rotary (RoPE), so attention depends on frame *offsets* only: a sliding
+window of cached past frames keeps valid positions during play.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from genie.config import TransformerConfig
+
+_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def patchify(x: Tensor, p: int) -> Tensor:
+    """[B, T, C, H, W] -> [B, T, N, C*p*p] with N = (H/p)*(W/p), row-major patches."""
+    return rearrange(x, "b t c (nh p1) (nw p2) -> b t (nh nw) (c p1 p2)", p1=p, p2=p)
+
+
+def unpatchify(x: Tensor, p: int, height: int, width: int) -> Tensor:
+    """[B, T, N, C*p*p] -> [B, T, C, H, W]; the inverse of `patchify`."""
+    return rearrange(x, "b t (nh nw) (c p1 p2) -> b t c (nh p1) (nw p2)", nh=height // p, p1=p, p2=p)
+
+
+def rotary_cos_sin(positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+    """cos/sin tables [len(positions), head_dim] for RoPE over (possibly non-contiguous) positions."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (t, hd/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (t, hd)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the last dim of x [..., t, hd] by the position tables [t, hd]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional QK-norm and rotary positions."""
+
+    def __init__(self, dim: int, heads: int, *, qk_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.dropout = dropout
+
+    def forward(
+        self, x: Tensor, *, causal: bool = False, rotary: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """x [B, L, D] -> [B, L, D]; `rotary` = (cos, sin) tables of the L positions."""
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        drop = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=drop)  # (b, h, l, d)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, activation: str, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(dim, hidden), _ACTIVATIONS[activation](), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+
+
+class STBlock(nn.Module):
+    """Spatial attention within each frame, temporal attention across frames, then MLP (pre-norm)."""
+
+    def __init__(self, cfg: TransformerConfig, *, causal: bool) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.causal = causal
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.spatial = Attention(d, cfg.num_heads, qk_norm=cfg.qk_normalization, dropout=cfg.dropout)
+        self.temporal = Attention(d, cfg.num_heads, qk_norm=cfg.qk_normalization, dropout=cfg.dropout)
+        self.mlp = MLP(d, cfg.dim_feedforward, cfg.activation, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:
+        """x [B, T, N, D] -> [B, T, N, D]."""
+        B = x.shape[0]
+        # --- spatial attention: patches of one frame ---
+        x = rearrange(x, "b t n d -> (b t) n d")
+        x = x + self.drop(self.spatial(self.norm1(x)))
+        # --- temporal attention: one patch position across frames ---
+        x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
+        x = x + self.drop(self.temporal(self.norm2(x), causal=self.causal, rotary=rotary))
+        x = rearrange(x, "(b n) t d -> b t n d", b=B)
+        # --- feedforward ---
+        return x + self.drop(self.mlp(self.norm3(x)))
+
+
+class STTransformer(nn.Module):
+    """A stack of `STBlock`s with a final norm; optional activation checkpointing per block."""
+
+    def __init__(self, cfg: TransformerConfig, *, causal: bool, checkpointing: bool = False) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(STBlock(cfg, causal=causal) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head_dim = cfg.d_model // cfg.num_heads
+        self.checkpointing = checkpointing
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, N, D] -> [B, T, N, D]."""
+        rotary = rotary_cos_sin(torch.arange(x.shape[1], device=x.device), self.head_dim)
+        for block in self.blocks:
+            if self.checkpointing and self.training:
+                x = checkpoint(block, x, rotary, use_reentrant=False)
+            else:
+                x = block(x, rotary)
+        return self.norm(x)
