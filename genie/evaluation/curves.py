@@ -1,0 +1,48 @@
+"""loss_curve.png, drawn from metrics.jsonl so it can be redrawn at any time (`genie plot RUN_DIR`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genie.errors import GenieError
+from genie.training.metrics_log import read_metrics
+
+
+def plot_run(run_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise GenieError(f"{run_dir}: no metrics.jsonl rows to plot")
+    train = [r for r in rows if r.get("train/loss") is not None]
+    val_keys = sorted({k for r in rows for k in r if k.startswith("val/") and isinstance(r[k], int | float)})
+    fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 5 * bool(val_keys), 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], label="train/loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title(f"{run_dir.parent.name}/{run_dir.name}")
+    ax.legend()
+    if val_keys:
+        ax = axes[0, 1]
+        unit = ax.twinx()  # dB on the left, shares in [0, 1] on the right
+        for k in val_keys:
+            pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), int | float)]
+            target = ax if "psnr" in k else unit
+            target.plot(*zip(*pts, strict=True), marker="o", ms=3, label=k, ls="-" if target is ax else "--")
+        ax.set_xlabel("step")
+        ax.set_ylabel("dB")
+        ax.set_title("validation")
+        ax.legend(loc="upper left", fontsize=7)
+        unit.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    out = run_dir / "loss_curve.png"
+    tmp = run_dir / "loss_curve.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,1 @@
+"""Stages plug a model, its loss and its evaluation into the one training loop."""

@@ -1,0 +1,47 @@
+"""Stage name -> stage class, and building a stage from a checkpoint (for eval and for later stages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genie.config import config_from_dict
+from genie.data.store import EpisodeStore, ensure_dataset
+from genie.errors import GenieError
+from genie.stages.tokenizer import TokenizerStage
+from genie.training.checkpoint import load_checkpoint, load_model_state
+
+STAGES = {"tokenizer": TokenizerStage}
+
+
+def stage_class(name: str) -> type:
+    if name not in STAGES:
+        raise GenieError(f"the {name} stage is not implemented yet (available: {', '.join(STAGES)})")
+    return STAGES[name]
+
+
+def open_dataset_for(config, data_dir: Path, dataset: str) -> EpisodeStore:
+    root = ensure_dataset(Path(data_dir), dataset, height=config.data.height, width=config.data.width)
+    return EpisodeStore.open(root)
+
+
+def stage_from_checkpoint(
+    name: str, path: Path, device: torch.device, *, data_dir: Path | None = None, dataset: str | None = None
+) -> tuple[object, torch.nn.Module, dict]:
+    """Load a checkpoint (file or run dir -> best), rebuild its stage and model, on `device`, in eval mode."""
+    ckpt = load_checkpoint(path, stage=name)
+    cls = stage_class(name)
+    config = config_from_dict(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
+    if dataset is not None:
+        store = open_dataset_for(config, data_dir or Path("data"), dataset)
+    else:
+        info = ckpt.get("dataset", {})
+        root = Path(info.get("root", ""))
+        if not (root / "manifest.json").is_file():
+            root = Path(data_dir or "data") / info.get("name", "")
+        store = EpisodeStore.open(root)
+    stage = cls(config, store, device)
+    model = stage.build()
+    load_model_state(model, ckpt["model"], ckpt["path"])
+    return stage, model.to(device).eval(), ckpt

@@ -1,0 +1,120 @@
+"""Checkpoints and run directories: written atomically, loaded as data (weights_only=True).
+
+A run directory is `checkpoints/<stage>/run_YYYYMMDD_HHMMSS/` holding config.yaml, metrics.jsonl,
+checkpoint_step_N.pt, best.json and loss_curve.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from genie.errors import GenieError
+
+FORMAT_VERSION = 1
+_STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """torch.save to a temp file, then rename: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def new_run_dir(root: Path) -> Path:
+    """checkpoints/<stage>/run_YYYYMMDD_HHMMSS (a suffix only if two runs start in the same second)."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = time.strftime("run_%Y%m%d_%H%M%S")
+    path, n = root / name, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, n = root / f"{name}_{n}", n + 1
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint_step_{step}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    found = [
+        (int(m.group(1)), p) for p in run_dir.glob("checkpoint_step_*.pt") if (m := _STEP.search(p.name))
+    ]
+    return sorted(found)
+
+
+def read_best(run_dir: Path) -> dict | None:
+    path = run_dir / "best.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise GenieError(f"{path}: not valid JSON") from None
+
+
+def resolve_checkpoint(path: Path, *, prefer: str = "best") -> Path:
+    """A checkpoint file as is; a run directory -> its best checkpoint (or latest, by `prefer`)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise GenieError(f"checkpoint {path} not found (expected a .pt file or a run directory)")
+    found = list_checkpoints(path)
+    if not found:
+        raise GenieError(f"run directory {path} holds no checkpoint_step_N.pt")
+    best = read_best(path) if prefer == "best" else None
+    if best and (path / Path(best["checkpoint"]).name).is_file():
+        return path / Path(best["checkpoint"]).name
+    return found[-1][1]
+
+
+def load_checkpoint(
+    path: Path, *, stage: str | None = None, map_location: str | torch.device = "cpu"
+) -> dict:
+    """Load a checkpoint as data; a missing, corrupt or wrong-stage file is a GenieError."""
+    path = resolve_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GenieError(
+            f"checkpoint {path} is not readable (corrupt or truncated?): {first[:120]}"
+        ) from None
+    if not isinstance(state, dict) or "stage" not in state or "model" not in state:
+        raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")
+    if stage is not None and state["stage"] != stage:
+        raise GenieError(f"checkpoint {path} is a {state['stage']} checkpoint, expected a {stage} checkpoint")
+    state["path"] = str(path)
+    return state
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+def load_model_state(model: torch.nn.Module, state: dict, source: str) -> None:
+    """load_state_dict, with a shape or key mismatch reported as one line naming the checkpoint."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise GenieError(f"checkpoint {source} does not fit this model's shapes: {detail}") from None

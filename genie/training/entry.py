@@ -1,0 +1,69 @@
+"""`genie train STAGE` / scripts/train_*.py: config + data + stage -> the one training loop."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from genie.config import config_from_dict, load_config
+from genie.data.clips import ClipDataset
+from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint
+from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
+from genie.training.loop import Trainer
+from genie.training.runtime import setup_runtime
+
+
+def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
+    cls = stage_class(stage_name)
+    resume = None
+    if args.resume is not None:
+        resume = load_checkpoint(resolve_checkpoint(args.resume, prefer="latest"), stage=stage_name)
+        config = config_from_dict(cls.config_cls, resume["config"], f"{resume['path']} (config)")
+        print(f"resuming {resume['path']} at step {resume['step']} with the run's own config")
+    else:
+        config = load_config(cls.config_cls, args.config)
+        if args.seed is not None:
+            config.training.seed = args.seed
+        if args.batch_size is not None:
+            config.data.batch_size = args.batch_size
+    if args.max_steps is not None:
+        config.training.max_steps = args.max_steps
+
+    rt = setup_runtime(args.device, config.training.mixed_precision)
+    try:
+        store = open_dataset_for(config, args.data_dir, args.dataset)
+        stage = cls(config, store, rt.device)
+        T = config.data.sequence_length
+        train_set, val_set = ClipDataset(store, "train", T), ClipDataset(store, "val", T, stride=T)
+        if args.output_dir is not None:
+            run_root = Path(args.output_dir) / stage_name
+        else:
+            run_root = Path(config.output.checkpoint_dir or f"checkpoints/{stage_name}")
+        trainer = Trainer(
+            stage,
+            config,
+            rt,
+            train_set=train_set,
+            val_set=val_set,
+            run_root=run_root,
+            resume=resume,
+            progress=not args.quiet,
+        )
+        if rt.is_main:
+            params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
+            print(
+                f"{stage_name}: {params:.2f}M parameters on {rt.device} x{rt.world_size} "
+                f"(autocast {rt.dtype or 'off'}); {len(train_set)} train / {len(val_set)} val clips "
+                f"of {T} frames from {store.root}; run dir {trainer.run_dir}"
+            )
+        result = trainer.train()
+        if rt.is_main:
+            print(f"done: {result.step} steps; last checkpoint {result.last_checkpoint}")
+            if result.best:
+                print(f"best: step {result.best['step']} {result.best['metric']}={result.best['value']:.4g}")
+            if not args.no_eval:
+                stage, model, ckpt = stage_from_checkpoint(stage_name, result.run_dir, rt.device)
+                report = stage.report(model, ckpt, args.eval_dir)
+                print(f"evaluation of step {report['step']} written to {Path(args.eval_dir) / stage_name}/")
+    finally:
+        rt.close()

@@ -1,0 +1,251 @@
+"""The one training loop on the tokenizer stage: learning, exact resume, atomic saves, NaN stop, outputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from genie.cli import main
+from genie.config import TokenizerConfig, config_from_dict
+from genie.data.clips import ClipDataset
+from genie.data.store import EpisodeStore
+from genie.errors import GenieError
+from genie.stages.tokenizer import TokenizerStage
+from genie.training import checkpoint as ckpt_mod
+from genie.training.checkpoint import list_checkpoints, load_checkpoint
+from genie.training.loop import Trainer, lr_at
+from genie.training.runtime import Runtime
+
+TINY = {
+    "model": {
+        "encoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
+        "decoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
+        "codebook": {"num_codes": 32, "latent_dim": 8},
+        "patch_size": 8,
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {
+        "max_lr": 3e-3,
+        "min_lr": 3e-4,
+        "warmup_steps": 2,
+        "max_steps": 6,
+        "save_every": 3,
+        "eval_every": 3,
+        "log_every": 1,
+        "eval_batches": 2,
+    },
+}
+
+
+def tiny_config(**training) -> TokenizerConfig:
+    data = json.loads(json.dumps(TINY))
+    data["training"].update(training)
+    return config_from_dict(TokenizerConfig, data, "tiny")
+
+
+def make_trainer(
+    cfg: TokenizerConfig, store: EpisodeStore, root: Path, resume: dict | None = None
+) -> Trainer:
+    rt = Runtime(torch.device("cpu"))
+    stage = TokenizerStage(cfg, store, rt.device)
+    T = cfg.data.sequence_length
+    return Trainer(
+        stage,
+        cfg,
+        rt,
+        train_set=ClipDataset(store, "train", T),
+        val_set=ClipDataset(store, "val", T, stride=T),
+        run_root=root,
+        resume=resume,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(pong_dataset) -> EpisodeStore:
+    return EpisodeStore.open(pong_dataset)
+
+
+def test_lr_schedule_warmup_then_cosine_to_min():
+    cfg = tiny_config(max_steps=100, warmup_steps=10)
+    t = cfg.training
+    assert lr_at(0, t) == pytest.approx(t.max_lr / 10)
+    assert lr_at(9, t) == pytest.approx(t.max_lr)
+    assert lr_at(100, t) == pytest.approx(t.min_lr)
+    assert all(lr_at(s, t) >= lr_at(s + 1, t) for s in range(10, 100))
+
+
+def test_loss_falls_on_a_fixed_batch(store):
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    stage = TokenizerStage(cfg, store, torch.device("cpu"))
+    model = stage.build()
+    batch = {"frames": torch.stack([ClipDataset(store, "train", 4)[i]["frames"] for i in (0, 50)])}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = stage.loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
+    full = make_trainer(tiny_config(max_steps=6), store, tmp_path / "a")
+    full.train()
+
+    killed = make_trainer(tiny_config(max_steps=6), store, tmp_path / "b")
+    real_after_step = killed.stage.after_step
+
+    def die_after_step_3(model):
+        if killed.step == 3:  # checkpoint_step_3.pt is on disk; step 4 is half done
+            raise KeyboardInterrupt
+        return real_after_step(model)
+
+    monkeypatch.setattr(killed.stage, "after_step", die_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+
+    state = load_checkpoint(killed.run_dir, stage="tokenizer")  # a run dir resolves to its best/latest
+    assert state["step"] == 3
+    cfg = config_from_dict(TokenizerConfig, state["config"], "resume")
+    resumed = make_trainer(cfg, store, tmp_path / "b", resume=state)
+    assert resumed.run_dir == killed.run_dir and resumed.step == 3
+    resumed.train()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert float(b["quantizer.restarts"]) > 0  # the restart count survived the resume
+
+
+def test_run_directory_contract(store, tmp_path):
+    trainer = make_trainer(tiny_config(), store, tmp_path)
+    result = trainer.train()
+    run = result.run_dir
+    assert run.parent == tmp_path and run.name.startswith("run_")
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6]
+    for name in ("config.yaml", "metrics.jsonl", "best.json", "loss_curve.png"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert all("lr" in r and "frames_per_s" in r and "mem/peak_mb" in r for r in train_rows)
+    assert any("val/psnr" in r and "val/object_recall" in r for r in rows)
+    best = json.loads((run / "best.json").read_text())
+    assert best["metric"] == "val/psnr" and best["step"] in (3, 6)
+    state = load_checkpoint(run / "checkpoint_step_6.pt", stage="tokenizer")
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "config", "step", "dataset"} <= set(state)
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["patch_size"] == 8
+
+
+def test_keep_checkpoints_prunes_but_keeps_best(store, tmp_path):
+    trainer = make_trainer(tiny_config(max_steps=9, keep_checkpoints=1), store, tmp_path)
+    result = trainer.train()
+    steps = [s for s, _ in list_checkpoints(result.run_dir)]
+    assert 9 in steps and result.best["step"] in steps and len(steps) <= 2
+
+
+def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatch):
+    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def dying_save(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint dies half-written
+            Path(f).write_bytes(b"PK\x03\x04 half a zip")
+            raise KeyboardInterrupt
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+    assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+
+
+def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):
+    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    real_loss = trainer.stage.loss
+
+    def loss(model, batch):
+        value, parts = real_loss(model, batch)
+        return (value * float("nan") if trainer.step >= 4 else value), parts
+
+    monkeypatch.setattr(trainer.stage, "loss", loss)
+    with pytest.raises(GenieError, match="non-finite at step 5.*checkpoint_step_3.pt"):
+        trainer.train()
+    assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+
+
+def write_tiny_yaml(path: Path, **training) -> Path:
+    data = json.loads(json.dumps(TINY))
+    data["training"].update(training)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path, capsys):
+    config = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=3)
+    args = ["--config", str(config), "--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
+    out = ["--output_dir", str(tmp_path / "ck"), "--eval_dir", str(tmp_path / "ev"), "--quiet"]
+    assert main(["train", "tokenizer", *args, *out, "--device", "cpu"]) == 0
+    (run,) = (tmp_path / "ck" / "tokenizer").iterdir()
+    ev = tmp_path / "ev" / "tokenizer"
+    assert (ev / "comparison_checkpoint_step_3.mp4").stat().st_size > 1000
+    metrics = json.loads((ev / "comparison_checkpoint_step_3.json").read_text())["metrics"]
+    for key in ("val/psnr", "val/ssim", "val/background_psnr", "val/object_recall", "val/perplexity"):
+        assert key in metrics
+    # resume continues the same run directory to a larger max_steps
+    assert (
+        main(["train", "tokenizer", *args, *out, "--resume", str(run), "--max_steps", "5", "--no_eval"]) == 0
+    )
+    assert [s for s, _ in list_checkpoints(run)] == [3, 5]
+    # eval from the run directory alone
+    assert main(["eval", "tokenizer", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
+    assert list((tmp_path / "ev2" / "tokenizer").glob("comparison_checkpoint_step_*.json"))
+
+
+@pytest.mark.parametrize(
+    ("training", "model", "expected"),
+    [
+        ({"max_lrr": 1}, {}, "tiny.yaml: training.max_lrr: unknown key"),
+        ({"max_steps": "many"}, {}, "tiny.yaml: training.max_steps: expected int"),
+        ({}, {"patch_size": 7}, "not divisible by model.patch_size 7"),
+    ],
+)
+def test_bad_config_is_one_line(pong_dataset, tmp_path, capsys, training, model, expected):
+    data = json.loads(json.dumps(TINY))
+    data["training"].update(training)
+    data["model"].update(model)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data))
+    code = main(["train", "tokenizer", "--config", str(config), "--data_dir", str(pong_dataset.parent)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_bad_checkpoints_are_refused(tmp_path, capsys):
+    corrupt = tmp_path / "checkpoint_step_1.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    assert main(["eval", "tokenizer", "--checkpoint", str(corrupt)]) == 2
+    assert "not readable" in capsys.readouterr().err
+    other = tmp_path / "lam.pt"
+    torch.save({"stage": "lam", "model": {}, "step": 1}, other)
+    assert main(["eval", "tokenizer", "--checkpoint", str(other)]) == 2
+    assert "is a lam checkpoint, expected a tokenizer checkpoint" in capsys.readouterr().err
+    assert main(["eval", "tokenizer", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
+    config = write_tiny_yaml(tmp_path / "tiny.yaml")
+    assert main(["train", "tokenizer", "--config", str(config), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no CUDA GPU" in err and len(err.splitlines()) == 1
