@@ -249,3 +249,15 @@ def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
     assert main(["train", "tokenizer", "--config", str(config), "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no CUDA GPU" in err and len(err.splitlines()) == 1
+
+
+def test_checkpoint_of_another_shape_is_refused(store, tmp_path):
+    from genie.training.checkpoint import load_model_state
+
+    small = TokenizerStage(tiny_config(), store, torch.device("cpu")).build()
+    data = json.loads(json.dumps(TINY))
+    data["model"]["encoder"]["d_model"] = 64
+    other = TokenizerStage(config_from_dict(TokenizerConfig, data, "x"), store, torch.device("cpu")).build()
+    with pytest.raises(GenieError, match="ckpt.pt does not fit this model's shapes") as info:
+        load_model_state(small, other.state_dict(), "ckpt.pt")
+    assert "\n" not in str(info.value)
