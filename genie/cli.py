@@ -74,6 +74,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         episode_frames=args.episode_frames,
         val_fraction=args.val_fraction,
         overwrite=args.overwrite,
+        probe=not args.no_probe,
     )
 
 
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="fixes the policy, the recording and the split")
     p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    p.add_argument(
+        "--no_probe", action="store_true", help="skip the per-step identifiability probe (~3x faster)"
+    )
     add_resolution_args(p)
     p.set_defaults(func=_cmd_collect)
 
