@@ -25,6 +25,7 @@ from genie.training.checkpoint import (
     FORMAT_VERSION,
     checkpoint_path,
     list_checkpoints,
+    load_model_state,
     new_run_dir,
     read_best,
     save_atomic,
@@ -106,7 +107,7 @@ class Trainer:
         self.step = 0
         self.best: dict | None = None
         if resume is not None:
-            model.load_state_dict(resume["model"])
+            load_model_state(model, resume["model"], resume["path"])
             self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
             self.scaler.load_state_dict(resume["scaler"])
@@ -119,8 +120,6 @@ class Trainer:
         self.model = rt.wrap(model)
 
         world = rt.world_size
-        if (self.batch_size * world) < 1:
-            raise GenieError("batch size must be at least 1")
         self.sampler = StepBatchSampler(
             len(train_set),
             self.batch_size * world,
