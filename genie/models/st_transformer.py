@@ -60,17 +60,27 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.dropout = dropout
 
-    def forward(
-        self, x: Tensor, *, causal: bool = False, rotary: tuple[Tensor, Tensor] | None = None
-    ) -> Tensor:
-        """x [B, L, D] -> [B, L, D]; `rotary` = (cos, sin) tables of the L positions."""
+    def project(
+        self, x: Tensor, rotary: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, L, D] -> q, k, v [B, h, L, hd], normed and rotated."""
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         q, k = self.q_norm(q), self.k_norm(k)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        return q, k, v
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False) -> Tensor:
+        """Heads q [B, h, Lq, hd], k/v [B, h, Lk, hd] -> [B, Lq, D]."""
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=drop)  # (b, h, l, d)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=drop)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
+    def forward(
+        self, x: Tensor, *, causal: bool = False, rotary: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """x [B, L, D] -> [B, L, D]; `rotary` = (cos, sin) tables of the L positions."""
+        return self.attend(*self.project(x, rotary), causal=causal)
 
 
 class MLP(nn.Sequential):
@@ -106,6 +116,24 @@ class STBlock(nn.Module):
         # --- feedforward ---
         return x + self.drop(self.mlp(self.norm3(x)))
 
+    def forward_cached(
+        self, x: Tensor, rotary: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One new frame x [B, 1, N, D] against cached past keys/values [(B N), h, P, hd].
+
+        Returns the block output and this frame's own (k, v) for the cache. Equals `forward` over the
+        whole clip at its last frame (causal), at the cost of one frame instead of all of them.
+        """
+        B = x.shape[0]
+        x = rearrange(x, "b t n d -> (b t) n d")
+        x = x + self.spatial(self.norm1(x))
+        x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
+        q, k, v = self.temporal.project(self.norm2(x), rotary)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        x = x + self.temporal.attend(q, keys, values)
+        x = rearrange(x, "(b n) t d -> b t n d", b=B)
+        return x + self.mlp(self.norm3(x)), (k, v)
+
 
 class STTransformer(nn.Module):
     """A stack of `STBlock`s with a final norm; optional activation checkpointing per block."""
@@ -126,3 +154,18 @@ class STTransformer(nn.Module):
             else:
                 x = block(x, rotary)
         return self.norm(x)
+
+    def forward_cached(
+        self, x: Tensor, position: int, past: list[tuple[Tensor, Tensor]] | None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """One new frame x [B, 1, N, D] at temporal `position`, given each block's cached past (k, v).
+
+        Rotary positions make attention depend on offsets only, so a cache trimmed to a sliding
+        window stays valid. Returns [B, 1, N, D] and this frame's (k, v) for each block.
+        """
+        rotary = rotary_cos_sin(torch.tensor([position], device=x.device), self.head_dim)
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.forward_cached(x, rotary, past[i] if past else None)
+            new_kv.append(kv)
+        return self.norm(x), new_kv
