@@ -61,7 +61,7 @@ def measure(config: TokenizerConfig, store: EpisodeStore, device: str, steps: in
         "frames_per_s": round(fps, 1),
         "steps_per_s": round(fps / (config.data.batch_size * T), 3),
         "peak_mem_mb": round(rows[-1]["mem/peak_mb"], 1),
-        "memory_by_step": {r["step"]: round(r.get("mem/rss_mb", r["mem/peak_mb"]), 1) for r in rows},
+        "memory_by_step": {r["step"]: round(r.get("mem/anon_mb", r["mem/peak_mb"]), 1) for r in rows},
     }
 
 
@@ -102,7 +102,9 @@ def main() -> None:
             f"{name:12s} {r['params_M']:6.2f}M params  B={r['batch_size']} T={r['sequence_length']} "
             f"p={r['patch_size']}  {r['frames_per_s']:8.1f} frames/s  peak {r['peak_mem_mb']:.0f} MB"
         )
-    print(f"tiny memory (RSS) at step 100: {at_100} MB, at step {max(mem)}: {last} MB")
+    print(
+        f"tiny anonymous memory (heap, excl. memmapped data) at step 100: {at_100} MB, at step {max(mem)}: {last} MB"
+    )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {a.out}")

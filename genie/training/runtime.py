@@ -115,12 +115,15 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak memory so far: CUDA allocator peak on GPU, process peak RSS on CPU."""
+    """Peak memory so far: CUDA allocator peak on GPU; on CPU the process peak RSS and the current
+    anonymous RSS (heap and tensors; excludes the memory-mapped dataset's file pages, which grow as
+    clips are read and are reclaimable, so this is the number that shows a leak)."""
     if device.type == "cuda":
         return {"mem/peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    statm = Path("/proc/self/statm")
-    rss_pages = int(statm.read_text().split()[1]) if statm.exists() else 0
-    return {
-        "mem/peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "mem/rss_mb": rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20,
-    }
+    out = {"mem/peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                out["mem/anon_mb"] = int(line.split()[1]) / 1024
+    return out
