@@ -103,7 +103,7 @@ def main() -> None:
             f"p={r['patch_size']}  {r['frames_per_s']:8.1f} frames/s  peak {r['peak_mem_mb']:.0f} MB"
         )
     print(
-        f"tiny anonymous memory (heap, excl. memmapped data) at step 100: {at_100} MB, at step {max(mem)}: {last} MB"
+        f"tiny anonymous memory (heap; memmapped data excluded): step 100 {at_100} MB, step {max(mem)} {last} MB"
     )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
