@@ -102,9 +102,7 @@ def main() -> None:
             f"{name:12s} {r['params_M']:6.2f}M params  B={r['batch_size']} T={r['sequence_length']} "
             f"p={r['patch_size']}  {r['frames_per_s']:8.1f} frames/s  peak {r['peak_mem_mb']:.0f} MB"
         )
-    print(
-        f"tiny anonymous memory (heap; memmapped data excluded): step 100 {at_100} MB, step {max(mem)} {last} MB"
-    )
+    print(f"tiny anonymous memory (heap, no memmapped data): step 100 {at_100} MB, step {max(mem)} {last} MB")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {a.out}")
