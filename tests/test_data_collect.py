@@ -99,12 +99,24 @@ def test_replaying_the_actions_reproduces_the_frames(pong_dataset: Path) -> None
     game = AleGame(resolve_game("pong")[1], seed=0)
     for e, (start, end) in enumerate(store.episodes):
         if e:
-            game.ale.reset_game()
+            game.reset()
         for i in range(start, end):
             assert np.array_equal(resize_frame(game.screen(), 72, 128), store.frames[i]), f"frame {i}"
             if i < end - 1:
                 game.step(int(store.actions[i]))
     game.close()
+
+
+def test_no_episode_starts_on_the_reset_screen(pong_dataset: Path) -> None:
+    """ALE's post-reset screen (another palette: every pixel off the court) is skipped, not recorded."""
+    from genie.data.frames import median_background
+
+    store = EpisodeStore.open(pong_dataset)
+    background = median_background(store).astype(int)
+    for start, end in store.episodes:
+        for i in (start, start + 1, end - 1):
+            off_court = (np.abs(store.frames[i].astype(int) - background).max(-1) > 25).mean()
+            assert off_court < 0.05, (start, i, off_court)
 
 
 def test_identifiable_fraction_is_plausible(pong_dataset: Path) -> None:
