@@ -1,4 +1,4 @@
-"""Evaluation videos: side-by-side panels written as H.264 mp4 (atomic: temp file, then rename)."""
+"""Evaluation videos: side-by-side panels, captions, written as H.264 mp4 (atomic: temp file, then rename)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,23 @@ def side_by_side(*panels: Tensor, gap: int = 2) -> np.ndarray:
             parts.append(np.full((p.shape[0], p.shape[2], gap, 3), 255, np.uint8))
         parts.append(to_rgb_uint8(p))
     return np.concatenate(parts, axis=2)
+
+
+def annotate(frames: np.ndarray, captions: list[str], scale: int = 4, band: int = 14) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> [T, H*scale + band, W*scale, 3]: upscaled (nearest), a caption in a black band
+    below each frame, so the text never hides the picture. Write the result with `write_mp4(..., scale=1)`."""
+    from PIL import Image, ImageDraw
+
+    if len(captions) != len(frames):
+        raise ValueError(f"{len(captions)} captions for {len(frames)} frames")
+    big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    out = np.zeros((big.shape[0], big.shape[1] + band, big.shape[2], 3), np.uint8)
+    out[:, : big.shape[1]] = big
+    for i, text in enumerate(captions):
+        image = Image.fromarray(out[i])
+        ImageDraw.Draw(image).text((4, big.shape[1] + 1), text, fill=(255, 255, 255))
+        out[i] = np.asarray(image)
+    return out
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 10, scale: int = 4) -> Path:

@@ -1,0 +1,76 @@
+"""How well latent actions agree with true actions: confusion matrix, best one-to-one mapping, NMI.
+
+A LAM names its actions arbitrarily (code 2 may mean "up"), so agreement is scored after the best
+one-to-one mapping of codes to true actions (Hungarian algorithm on the confusion matrix), and by
+normalised mutual information, which needs no mapping. True actions only *measure* the LAM: nothing here
+feeds training or checkpoint selection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_pred: int, num_true: int) -> np.ndarray:
+    """int64 [num_pred, num_true]: counts of (pred, true) pairs; pred and true are int arrays, same length."""
+    pred, true = np.asarray(pred, dtype=np.int64).ravel(), np.asarray(true, dtype=np.int64).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"pred and true differ in length: {pred.shape[0]} vs {true.shape[0]}")
+    counts = np.zeros((num_pred, num_true), dtype=np.int64)
+    np.add.at(counts, (pred, true), 1)
+    return counts
+
+
+def best_mapping_accuracy(confusion: np.ndarray) -> tuple[float, dict[int, int]]:
+    """Accuracy of the best one-to-one mapping pred -> true, and that mapping (NaN, {} when empty).
+
+    With fewer codes than true labels, the unmatched labels count as errors; with more, unmatched codes do.
+    """
+    total = confusion.sum()
+    if total == 0:
+        return float("nan"), {}
+    rows, cols = linear_sum_assignment(confusion, maximize=True)
+    return float(confusion[rows, cols].sum() / total), {
+        int(r): int(c) for r, c in zip(rows, cols, strict=True)
+    }
+
+
+def normalized_mutual_info(confusion: np.ndarray) -> float:
+    """MI(pred; true) / mean(H(pred), H(true)) in [0, 1] (sklearn's default normalisation); NaN when empty.
+
+    1 when either labelling determines the other, 0 when independent or when exactly one is constant.
+    """
+    total = confusion.sum()
+    if total == 0:
+        return float("nan")
+    joint = confusion / total
+    p_pred, p_true = confusion.sum(axis=1) / total, confusion.sum(axis=0) / total  # exact 1 for a constant
+    h_pred = -np.sum(p_pred[p_pred > 0] * np.log(p_pred[p_pred > 0]))
+    h_true = -np.sum(p_true[p_true > 0] * np.log(p_true[p_true > 0]))
+    if h_pred == 0 and h_true == 0:
+        return 1.0  # both constant: one labelling predicts the other exactly
+    if h_pred == 0 or h_true == 0:
+        return 0.0  # one constant: it says nothing about the other
+    nz = joint > 0
+    mi = np.sum(joint[nz] * np.log(joint[nz] / np.outer(p_pred, p_true)[nz]))
+    return float(max(0.0, mi) / (0.5 * (h_pred + h_true)))
+
+
+def majority_share(true: np.ndarray) -> float:
+    """Share of the most common true label: what a LAM that ignores the frames scores by mapping (chance)."""
+    true = np.asarray(true, dtype=np.int64).ravel()
+    return float(np.bincount(true).max() / true.size) if true.size else float("nan")
+
+
+def agreement(pred: np.ndarray, true: np.ndarray, num_pred: int, num_true: int) -> dict:
+    """Confusion matrix, best-mapping accuracy and mapping, NMI and the majority share (chance), as a dict."""
+    confusion = confusion_matrix(pred, true, num_pred, num_true)
+    accuracy, mapping = best_mapping_accuracy(confusion)
+    return {
+        "confusion": confusion,
+        "accuracy": accuracy,
+        "mapping": mapping,
+        "nmi": normalized_mutual_info(confusion),
+        "majority": majority_share(true),
+    }

@@ -1,0 +1,341 @@
+"""LAM stage: learn one discrete action per transition by predicting the next frame, with no labels.
+
+The failure to avoid is a collapsed LAM: constant action vectors and a decoder that predicts from history
+alone (a prototype here did exactly that). Three things make the decoder need the action:
+  - it sees only `decoder_context` frames (2: enough for the paddle's velocity, not for guessing a held
+    action from a long history);
+  - it predicts x_{t+1} as x_t plus a change, so its capacity goes to what moves, not to the court;
+  - the pixel loss weights what moves: a paddle move changes ~44 of 9,216 pixels, so pixels that change
+    between x_t and x_{t+1} or differ from the median background get `foreground_weight` extra weight.
+Collapse is measured at every validation: the spread of the pre-quantisation action vectors, per-code usage,
+and the action gain (next-frame PSNR on changed pixels with the inferred actions minus with them shuffled).
+True actions, where the data has them, only measure the LAM; `best_metric` is label-free.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from genie.config import LamConfig
+from genie.data.actions import class_ids, class_representatives
+from genie.data.clips import ClipDataset
+from genie.data.frames import median_background, to_float
+from genie.data.store import EpisodeStore
+from genie.evaluation.action_metrics import agreement
+from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
+from genie.evaluation.video import annotate, side_by_side, write_mp4
+from genie.models.lam import LatentActionModel
+from genie.stages.tokenizer import weighted_mse
+from genie.training.stage import Batch
+
+REPORT_CLIPS = 256  # validation clips scored by `report` (the periodic validation uses eval_batches)
+VIDEO_CLIPS = 12  # consecutive clips shown in the report video
+
+
+def _psnr_of_mse(mse: float) -> float:
+    return float(10 * np.log10(1.0 / max(mse, 1e-10)))
+
+
+class LamStage:
+    name = "lam"
+    best_metric = "val/psnr_changed"  # label-free: true actions measure, never select
+    config_cls = LamConfig
+
+    def __init__(self, config: LamConfig, store: EpisodeStore, device: torch.device) -> None:
+        self.config, self.store, self.device = config, store, device
+        bg = torch.from_numpy(np.ascontiguousarray(median_background(store))).permute(2, 0, 1)
+        self.background = to_float(bg).to(device)  # [3, H, W]
+        classes = store.movement_classes
+        self.class_names = list(class_representatives(classes)) if classes else None
+        self._latents: Tensor | None = None
+
+    @staticmethod
+    def build_model(config: LamConfig) -> LatentActionModel:
+        d = config.data
+        return LatentActionModel(
+            config.model, height=d.height, width=d.width, checkpointing=config.training.gradient_checkpointing
+        )
+
+    def build(self) -> LatentActionModel:
+        return self.build_model(self.config)
+
+    def moving_mask(self, frames: Tensor) -> Tensor:
+        """frames [B, T, 3, H, W] -> bool [B, T-1, 1, H, W]: pixels that change between x_t and x_{t+1}, or
+        differ from the background in either (so a paddle that should have stayed still is weighted too)."""
+        prev, target = frames[:, :-1], frames[:, 1:]
+        return (
+            foreground_mask(target, prev)
+            | foreground_mask(target, self.background)
+            | foreground_mask(prev, self.background)
+        )
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        t = self.config.training
+        x = to_float(batch["frames"])
+        out = model(x)
+        target = x[:, 1:]
+        weight = 1.0 + t.foreground_weight * self.moving_mask(x).float()
+        recon = weighted_mse(out.prediction, target, weight)
+        loss = (
+            t.reconstruction_weight * recon
+            + t.codebook_weight * out.vq.codebook_loss
+            + t.commitment_weight * out.vq.commitment_loss
+        )
+        self._latents = out.latents.detach()
+        parts = {
+            "recon": recon.detach(),
+            "mse": (out.prediction.detach().float() - target).pow(2).mean(),
+            "codebook": out.vq.codebook_loss.detach(),
+            "commitment": out.vq.commitment_loss.detach(),
+            "perplexity": out.vq.perplexity.detach(),
+        }
+        return loss, parts
+
+    def after_step(self, model: nn.Module) -> dict[str, float]:
+        if self._latents is not None:
+            model.quantizer.restart_dead_codes_(self._latents)
+        return {"vq/restarted_total": float(model.quantizer.restarts)}
+
+    # --- evaluation ---
+
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+        return self._measure(model, batches)[0]
+
+    def _measure(self, model: nn.Module, batches: Iterable[Batch]) -> tuple[dict[str, float], dict[str, Any]]:
+        """Validation numbers, and the agreement details (confusion matrices, mappings) behind them."""
+        gen = torch.Generator().manual_seed(0)  # the same shuffle at every validation
+        psnr_sum, frames, changed_px = 0.0, 0, 0.0
+        sse = {"model": 0.0, "shuffled": 0.0, "copy": 0.0}
+        codes, latents, actions, identifiable = [], [], [], []
+        for batch in batches:
+            x = to_float(batch["frames"])
+            out = model(x)
+            prev, target = x[:, :-1], x[:, 1:]
+            pred = out.prediction.float().clamp(0, 1)
+            psnr_sum += float(psnr(pred, target).sum())
+            frames += target.shape[0] * target.shape[1]
+            changed = foreground_mask(target, prev)  # pixels that change between x_t and x_{t+1}
+            # The batch's own actions, shuffled: the same code usage, no link to the frames. (Uniformly random
+            # codes would also score codes the LAM never uses, and so inflate the gain.)
+            order = torch.randperm(out.actions.numel(), generator=gen).to(x.device)
+            shuffled = out.actions.flatten()[order].view_as(out.actions)
+            shuffled_pred = model.decode(x, shuffled)
+            for key, p in (("model", pred), ("shuffled", shuffled_pred), ("copy", prev)):
+                sse[key] += float(((p.float() - target).pow(2).mean(dim=-3, keepdim=True) * changed).sum())
+            changed_px += float(changed.sum())
+            codes.append(out.actions.flatten().cpu())
+            latents.append(F.normalize(out.latents.float(), dim=-1).flatten(0, 1).cpu())
+            if "actions" in batch:
+                actions.append(batch["actions"].flatten().cpu())
+            if "identifiable" in batch:
+                identifiable.append(batch["identifiable"].flatten().cpu())
+        if frames == 0:
+            return {}, {}
+        metrics: dict[str, float] = {"val/psnr": psnr_sum / frames}
+        if changed_px:
+            names = {
+                "model": "psnr_changed",
+                "shuffled": "psnr_changed_shuffled",
+                "copy": "copy_psnr_changed",
+            }
+            for key, name in names.items():
+                metrics[f"val/{name}"] = _psnr_of_mse(sse[key] / changed_px)
+            metrics["val/action_gain_db"] = metrics["val/psnr_changed"] - metrics["val/psnr_changed_shuffled"]
+        code = torch.cat(codes)
+        counts = torch.bincount(code, minlength=model.num_actions).double()
+        for k, share in enumerate((counts / counts.sum()).tolist()):
+            metrics[f"val/usage_{k}"] = share
+        metrics["val/perplexity"] = codebook_usage(code, model.num_actions)["perplexity"]
+        metrics.update(action_spread(torch.cat(latents)))
+        details: dict[str, Any] = {}
+        if actions:
+            details = self._agreement(
+                code.numpy(),
+                torch.cat(actions).numpy(),
+                torch.cat(identifiable).numpy() if identifiable else None,
+            )
+            for name, part in details.items():  # "move_identifiable" -> val/move_acc_identifiable, ...
+                base, _, subset = name.partition("_")
+                suffix = f"_{subset}" if subset else ""
+                metrics[f"val/{base}_acc{suffix}"] = part["accuracy"]
+                metrics[f"val/{base}_nmi{suffix}"] = part["nmi"]
+                metrics[f"val/{base}_majority{suffix}"] = part["majority"]
+        return metrics, details
+
+    def _agreement(self, code: np.ndarray, actions: np.ndarray, identifiable: np.ndarray | None) -> dict:
+        """Agreement with raw true actions, with movement classes, and with movement on identifiable steps."""
+        valid = actions >= 0  # -1 marks an episode's last frame (never inside a clip, but be safe)
+        k = self.config.model.codebook.num_codes
+        meanings = self.store.action_meanings
+        num_actions = len(meanings) if meanings else int(actions.max(initial=0)) + 1
+        out = {"action": agreement(code[valid], actions[valid], k, num_actions)}
+        if self.class_names is not None:
+            move = class_ids(actions[valid], self.store.movement_classes)
+            out["move"] = agreement(code[valid], move, k, len(self.class_names))
+            if identifiable is not None:
+                ident = identifiable[valid]
+                out["move_identifiable"] = agreement(
+                    code[valid][ident], move[ident], k, len(self.class_names)
+                )
+        return out
+
+    # --- report ---
+
+    def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
+        """visual_eval_step_N_run_XXX.mp4 (true next frame | prediction, actions written on each), its JSON
+        of validation numbers and confusion matrices, and a confusion-matrix PNG."""
+        model.eval()
+        d = self.config.data
+        T, step = d.sequence_length, int(checkpoint["step"])
+        path = Path(checkpoint.get("path", "checkpoint.pt"))
+        run = path.parent.name if path.parent.name.startswith("run_") else path.stem
+        out_dir = Path(eval_dir) / "lam"
+        stem = f"visual_eval_step_{step}_{run}"
+        val = ClipDataset(self.store, "val", T, stride=T)
+        picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
+        loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
+        with torch.no_grad():
+            metrics, details = self._measure(
+                model, ({k: v.to(self.device) for k, v in b.items()} for b in loader)
+            )
+            mapping = details.get("move_identifiable", details.get("move", {})).get("mapping", {})
+            video = self._visual(model, mapping)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if video is not None:
+            write_mp4(out_dir / f"{stem}.mp4", video, fps=d.fps, scale=1)
+        if details:
+            self._plot_confusions(details, out_dir / f"{stem}_confusion.png", f"LAM step {step} ({run})")
+        result = {
+            "stage": "lam",
+            "checkpoint": checkpoint.get("path"),
+            "step": step,
+            "dataset": self.store.name,
+            "clips": len(picks),
+            "clip_length": T,
+            "metrics": metrics,
+            "agreement": {name: self._describe(name, part) for name, part in details.items()},
+            "note": "psnr_changed scores pixels that change between x_t and x_{t+1}; psnr_changed_shuffled "
+            "decodes the same frames with the inferred actions shuffled across transitions, so "
+            "action_gain_db > 0 means the decoder uses the actions; copy_psnr_changed repeats x_t. *_acc is "
+            "the accuracy of the best "
+            "one-to-one mapping of latent actions to true labels (Hungarian), *_nmi the normalised mutual "
+            "information; move_* score movement classes (Pong: RIGHT = up, LEFT = down, NOOP = stay), "
+            "move_identifiable_* only steps whose next frame differs from every other class's; "
+            "move_majority_identifiable is the score of a LAM that ignores the frames (chance).",
+        }
+        (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    def _labels(self, name: str) -> list[str]:
+        """Column names of an agreement table: raw action meanings or movement classes (with what they do)."""
+        if name == "action":
+            meanings = self.store.action_meanings or []
+            return list(meanings)
+        said = self.store.movement_names or {}
+        return [f"{c} ({said[c]})" if c in said else c for c in self.class_names or []]
+
+    def _describe(self, name: str, part: dict) -> dict:
+        labels = self._labels(name)
+        confusion = part["confusion"]
+        labels += [str(i) for i in range(len(labels), confusion.shape[1])]
+        return {
+            "accuracy": part["accuracy"],
+            "nmi": part["nmi"],
+            "majority": part["majority"],
+            "mapping": {f"latent {k}": labels[v] for k, v in part["mapping"].items()},
+            "columns": labels,
+            "confusion": confusion.tolist(),  # rows: latent actions 0..K-1
+        }
+
+    def _plot_confusions(self, details: dict, path: Path, title: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [n for n in ("move_identifiable", "move", "action") if n in details]
+        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+        for ax, name in zip(axes[0], names, strict=True):
+            part = details[name]
+            confusion = part["confusion"]
+            ax.imshow(confusion, cmap="Blues")
+            for (i, j), n in np.ndenumerate(confusion):
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8)
+            labels = self._labels(name)
+            ax.set_xticks(range(confusion.shape[1]), labels[: confusion.shape[1]], rotation=30, fontsize=7)
+            ax.set_yticks(range(confusion.shape[0]), [f"latent {k}" for k in range(confusion.shape[0])])
+            ax.set_title(f"{name}: acc {part['accuracy']:.3f}, NMI {part['nmi']:.3f}", fontsize=9)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        tmp = path.with_name(path.stem + ".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)
+
+    def _visual(self, model: nn.Module, mapping: dict[int, int]) -> np.ndarray | None:
+        """true next frame | prediction over consecutive validation clips, captioned with the actions."""
+        T = self.config.data.sequence_length
+        length = VIDEO_CLIPS * (T - 1) + 1
+        for ep in self.store.split_episodes("val"):
+            start, end = (int(v) for v in self.store.episodes[ep])
+            if end - start >= T:
+                break
+        else:
+            return None
+        length = min(length, end - start)
+        clips = (length - 1) // (T - 1)
+        starts = [start + i * (T - 1) for i in range(clips)]  # clips overlap by one frame: no transition lost
+        frames = torch.stack([torch.from_numpy(np.array(self.store.frames[s : s + T])) for s in starts])
+        x = to_float(frames.permute(0, 1, 4, 2, 3).to(self.device))  # (clips, T, 3, H, W)
+        out = model(x)
+        true_next = x[:, 1:].flatten(0, 1)
+        video = side_by_side(true_next, out.prediction.clamp(0, 1).flatten(0, 1))
+        said = self.store.movement_names or {}
+        name = lambda c: said.get(self.class_names[c], self.class_names[c])  # noqa: E731
+        captions = []
+        for i, code in enumerate(out.actions.flatten().tolist()):
+            s = starts[i // (T - 1)] + i % (T - 1)
+            text = f"t={s - start}  latent {code}"
+            if code in mapping and self.class_names:
+                text += f" (~{name(mapping[code])})"
+            if self.store.actions is not None and self.class_names:
+                (true,) = class_ids(np.array([self.store.actions[s]]), self.store.movement_classes)
+                text += f"   true: {name(int(true))}"
+                if self.store.identifiable is not None and not self.store.identifiable[s]:
+                    text += " (not identifiable)"
+            captions.append(text + "    true next | LAM prediction")
+        return annotate(video, captions)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "dataset": {
+                "name": self.store.name,
+                "root": str(self.store.root),
+                "num_frames": int(self.store.frames.shape[0]),
+                "height": self.config.data.height,
+                "width": self.config.data.width,
+            }
+        }
+
+
+def action_spread(latents: Tensor) -> dict[str, float]:
+    """Spread of l2-normalised pre-quantisation action vectors [N, D]: collapse shows as ~0 on both.
+
+    action_std: per-dimension standard deviation, averaged over dimensions; action_cos_dist: mean cosine
+    distance over all pairs i != j (from the norm of the sum, so no N x N matrix).
+    """
+    n = latents.shape[0]
+    if n < 2:
+        return {}
+    z = F.normalize(latents.double(), dim=-1)
+    mean_cos = (z.sum(dim=0).square().sum() - n) / (n * (n - 1))
+    return {"val/action_std": float(z.std(dim=0).mean()), "val/action_cos_dist": float(1 - mean_cos)}
