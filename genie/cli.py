@@ -58,6 +58,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override training.seed")
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation at the end of training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    dyn = p.add_argument_group("dynamics stage")
+    dyn.add_argument("--tokenizer_path", type=Path, help="tokenizer checkpoint or run directory (its best)")
+    dyn.add_argument("--lam_path", type=Path, help="LAM checkpoint or run directory (its best)")
+    dyn.add_argument("--lam_config", type=Path, help="the LAM's YAML config; checked against the checkpoint")
+    dyn.add_argument(
+        "--actions", choices=["lam", "true"], default="lam", help="true: train on true actions (an oracle)"
+    )
 
 
 def _cmd_collect(args: argparse.Namespace) -> None:

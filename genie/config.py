@@ -26,6 +26,7 @@ LEGACY_KEYS: dict[str, str] = {
     "k_q_size": "the per-head size is d_model // num_heads",
     "epsilon": "the codebook is learned by gradient, not EMA",
     "commitment_cost": "the commitment loss is weighted by training.commitment_weight",
+    "mask_prob": "the mask rate is drawn from U(min_mask_prob, max_mask_prob) per clip",
     "log_dir": "logs live in the run directory (metrics.jsonl, TensorBoard events)",
 }
 
@@ -160,6 +161,123 @@ class TokenizerConfig:
                 f"resolution {self.data.height}x{self.data.width} (rows x columns) is not divisible "
                 f"by model.patch_size {p}"
             )
+
+
+@dataclass
+class LamModelConfig:
+    """Latent action model on pixels (Genie Sec. 2.2): causal ST encoder -> one action code per transition;
+    a causal ST decoder predicts the next frame from the last `decoder_context` frames plus that code."""
+
+    name: str = "latent_action_model"
+    encoder: TransformerConfig = field(default_factory=TransformerConfig)
+    decoder: TransformerConfig = field(default_factory=TransformerConfig)
+    codebook: CodebookConfig = field(default_factory=lambda: CodebookConfig(num_codes=3, latent_dim=32))
+    patch_size: int = 16
+    # Frames before the transition that the decoder sees. Pong's paddle has inertia, so one frame cannot tell
+    # an action from the motion it inherits (measured: 87% best possible); two give the velocity (97%).
+    # More history lets the decoder guess held actions without the code, the road to a collapsed LAM.
+    decoder_context: int = 2
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size {self.patch_size}: expected at least 1")
+        if self.decoder_context < 1:
+            raise ValueError(f"decoder_context {self.decoder_context}: expected at least 1")
+
+
+@dataclass
+class LamConfig:
+    """Frames need not divide by the patch: the LAM pads them (as Jafar's preprocess) and crops its output."""
+
+    model: LamModelConfig = field(default_factory=LamModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.decoder_context > self.data.sequence_length - 1:
+            k, T = self.model.decoder_context, self.data.sequence_length
+            raise ValueError(
+                f"model.decoder_context {k} exceeds the {T - 1} frames before a clip's last transition "
+                f"(data.sequence_length {T})"
+            )
+
+
+@dataclass
+class EmbeddingConfig:
+    """The user's token_embedding / action_embedding sections; embedding_dim must equal d_model."""
+
+    vocab_size: int = 0  # token_embedding: the tokenizer's num_codes
+    num_actions: int = 0  # action_embedding: the LAM's num_codes
+    embedding_dim: int = 0  # 0 means d_model
+
+
+@dataclass
+class DynamicsModelConfig:
+    name: str = "dynamics"
+    architecture: TransformerConfig = field(default_factory=TransformerConfig)
+    token_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(vocab_size=512))
+    action_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(num_actions=3))
+
+    def __post_init__(self) -> None:
+        d = self.architecture.d_model
+        for name, emb in (
+            ("token_embedding", self.token_embedding),
+            ("action_embedding", self.action_embedding),
+        ):
+            if emb.embedding_dim not in (0, d):
+                raise ValueError(
+                    f"{name}.embedding_dim {emb.embedding_dim} must equal architecture.d_model {d}"
+                )
+        if self.token_embedding.vocab_size < 2:
+            raise ValueError(f"token_embedding.vocab_size {self.token_embedding.vocab_size}: expected >= 2")
+        if self.action_embedding.num_actions < 2:
+            raise ValueError(
+                f"action_embedding.num_actions {self.action_embedding.num_actions}: expected >= 2"
+            )
+
+
+@dataclass
+class DynamicsTrainingConfig(TrainingConfig):
+    """MaskGIT training: each clip's mask rate ~ U(min_mask_prob, max_mask_prob); Genie uses U(0.5, 1)."""
+
+    min_mask_prob: float = 0.5
+    max_mask_prob: float = 1.0
+    eval_rollouts: int = 8  # validation clips rolled out autoregressively at each evaluation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.min_mask_prob <= self.max_mask_prob <= 1.0:
+            raise ValueError("expected 0 < min_mask_prob <= max_mask_prob <= 1")
+
+
+@dataclass
+class InferenceConfig:
+    """MaskGIT sampling (Genie: 25 steps, temperature 2; the user's config: 25 steps, temperature 1)."""
+
+    maskgit_steps: int = 25
+    temperature: float = 1.0
+    sampling: str = "random"  # random: sample at `temperature`; greedy: argmax
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.maskgit_steps < 1:
+            raise ValueError(f"maskgit_steps {self.maskgit_steps}: expected at least 1")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature {self.temperature}: expected a number >= 0")
+        if self.sampling not in ("random", "greedy"):
+            raise ValueError(f"sampling {self.sampling!r}: expected random or greedy")
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"schedule {self.schedule!r}: expected cosine or linear")
+
+
+@dataclass
+class DynamicsConfig:
+    model: DynamicsModelConfig = field(default_factory=DynamicsModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: DynamicsTrainingConfig = field(default_factory=DynamicsTrainingConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 # --- loading -------------------------------------------------------------------------------------------

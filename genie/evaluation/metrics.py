@@ -57,3 +57,17 @@ def codebook_usage(indices: Tensor, num_codes: int) -> dict[str, float]:
     share = counts / counts.sum()
     entropy = -(share[share > 0] * share[share > 0].log()).sum()
     return {"perplexity": float(entropy.exp()), "codes_used": int((counts > 0).sum())}
+
+
+def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """PSNR over the pixels where mask [..., 1, H, W] is true, per image (NaN where none are)."""
+    err = (pred.float() - target.float()).pow(2).mean(dim=-3, keepdim=True)
+    m = mask.float()
+    mse = (err * m).sum(dim=(-3, -2, -1)) / m.sum(dim=(-3, -2, -1))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def delta_psnr(target: Tensor, from_inferred: Tensor, from_random: Tensor) -> Tensor:
+    """Genie's controllability: PSNR(x, x_hat) - PSNR(x, x_hat') with x_hat from the inferred actions and
+    x_hat' from random ones. Positive when the actions matter the way the data says they do."""
+    return psnr(from_inferred, target) - psnr(from_random, target)

@@ -9,10 +9,12 @@ import torch
 from genie.config import config_from_dict
 from genie.data.store import EpisodeStore, ensure_dataset
 from genie.errors import GenieError
+from genie.stages.dynamics import DynamicsStage
+from genie.stages.lam import LamStage
 from genie.stages.tokenizer import TokenizerStage
 from genie.training.checkpoint import load_checkpoint, load_model_state
 
-STAGES = {"tokenizer": TokenizerStage}
+STAGES = {"tokenizer": TokenizerStage, "lam": LamStage, "dynamics": DynamicsStage}
 
 
 def stage_class(name: str) -> type:
@@ -41,7 +43,23 @@ def stage_from_checkpoint(
         if not (root / "manifest.json").is_file():
             root = Path(data_dir or "data") / info.get("name", "")
         store = EpisodeStore.open(root)
-    stage = cls(config, store, device)
+    extra = {"upstream": upstream_paths(ckpt["upstream"])} if "upstream" in ckpt else {}
+    stage = cls(config, store, device, **extra)
     model = stage.build()
     load_model_state(model, ckpt["model"], ckpt["path"])
     return stage, model.to(device).eval(), ckpt
+
+
+def upstream_paths(recorded: dict) -> dict:
+    """The {tokenizer, lam, actions} paths a dynamics checkpoint was trained with, from its records."""
+    return {k: (v["path"] if isinstance(v, dict) else v) for k, v in recorded.items()}
+
+
+def model_from_checkpoint(name: str, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Just the model of a tokenizer or LAM checkpoint (no dataset needed), in eval mode."""
+    ckpt = load_checkpoint(path, stage=name)
+    cls = stage_class(name)
+    config = config_from_dict(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
+    model = cls.build_model(config)
+    load_model_state(model, ckpt["model"], ckpt["path"])
+    return model.to(device).eval(), ckpt

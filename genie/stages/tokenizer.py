@@ -44,14 +44,15 @@ class TokenizerStage:
         self.background = to_float(bg).to(device)  # [3, H, W]
         self._latents: Tensor | None = None
 
-    def build(self) -> VideoTokenizer:
-        d = self.config.data
+    @staticmethod
+    def build_model(config: TokenizerConfig) -> VideoTokenizer:
+        d = config.data
         return VideoTokenizer(
-            self.config.model,
-            height=d.height,
-            width=d.width,
-            checkpointing=self.config.training.gradient_checkpointing,
+            config.model, height=d.height, width=d.width, checkpointing=config.training.gradient_checkpointing
         )
+
+    def build(self) -> VideoTokenizer:
+        return self.build_model(self.config)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.config.training

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from genie.config import config_from_dict, load_config
 from genie.data.clips import ClipDataset
-from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint
+from genie.errors import GenieError
+from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint, upstream_paths
 from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
 from genie.training.loop import Trainer
 from genie.training.runtime import setup_runtime
@@ -32,7 +33,7 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
     rt = setup_runtime(args.device, config.training.mixed_precision)
     try:
         store = open_dataset_for(config, args.data_dir, args.dataset)
-        stage = cls(config, store, rt.device)
+        stage = cls(config, store, rt.device, **_stage_kwargs(stage_name, args, resume))
         T = config.data.sequence_length
         train_set, val_set = ClipDataset(store, "train", T), ClipDataset(store, "val", T, stride=T)
         if args.output_dir is not None:
@@ -67,3 +68,19 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
                 print(f"evaluation of step {report['step']} written to {Path(args.eval_dir) / stage_name}/")
     finally:
         rt.close()
+
+
+def _stage_kwargs(stage_name: str, args: argparse.Namespace, resume: dict | None) -> dict:
+    """The dynamics stage's upstream checkpoints: from the CLI, or from the run being resumed."""
+    if stage_name != "dynamics":
+        return {}
+    if resume is not None:
+        return {"upstream": upstream_paths(resume["upstream"])}
+    if args.tokenizer_path is None:
+        raise GenieError(
+            "the dynamics stage needs --tokenizer_path (a tokenizer checkpoint or run directory)"
+        )
+    upstream = {"tokenizer": args.tokenizer_path, "lam": args.lam_path, "actions": args.actions}
+    if args.lam_config is not None:
+        upstream["lam_config"] = args.lam_config
+    return {"upstream": upstream}

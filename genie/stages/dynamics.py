@@ -1,0 +1,304 @@
+"""Dynamics stage: MaskGIT over frozen tokenizer tokens and frozen latent actions (Genie Sec. 2.1).
+
+The tokenizer and the LAM are loaded from their checkpoints (a run directory means its best one),
+frozen, and checked against this config: vocabulary, action count and resolution must fit. With
+`actions: true` the same model trains on the dataset's true movement classes instead of the LAM's
+codes: an oracle that shows how much control the LAM loses.
+
+Validation reports teacher-forced token accuracy and, what matters, autoregressive rollouts:
+PSNR per horizon step against the real frames, and Genie's controllability ΔtPSNR (inferred vs
+random actions), over all pixels and over the moving ones (only the paddles answer actions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genie.config import DynamicsConfig, LamConfig, load_config
+from genie.data.actions import class_ids
+from genie.data.frames import to_float
+from genie.data.store import EpisodeStore
+from genie.errors import GenieError
+from genie.evaluation.metrics import masked_psnr, psnr, ssim
+from genie.evaluation.video import side_by_side, write_mp4
+from genie.models.dynamics import DynamicsModel, SamplingConfig
+from genie.training.stage import Batch
+
+PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the ball's velocity
+MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sample_mask(
+    shape: torch.Size, low: float, high: float, device: torch.device, generator: torch.Generator | None = None
+) -> Tensor:
+    """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
+    each token of frames 1.. with that probability; frame 0 is always context."""
+    B, T, N = shape
+    rate = torch.rand(B, 1, 1, generator=generator, device=device) * (high - low) + low
+    mask = torch.rand(B, T, N, generator=generator, device=device) < rate
+    mask[:, 0] = False
+    return mask
+
+
+def load_upstream(name: str, path: Path | str, device: torch.device) -> tuple[nn.Module, dict, dict]:
+    """A frozen upstream model, its config (dict) and a record {path, sha256, step} of the file."""
+    from genie.stages.registry import model_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(name, Path(path), device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    record = {"path": ckpt["path"], "sha256": file_sha256(Path(ckpt["path"])), "step": int(ckpt["step"])}
+    return model, ckpt["config"], record
+
+
+class DynamicsStage:
+    name = "dynamics"
+    best_metric = "val/rollout_psnr"
+    config_cls = DynamicsConfig
+
+    def __init__(
+        self, config: DynamicsConfig, store: EpisodeStore, device: torch.device, *, upstream: dict[str, Any]
+    ) -> None:
+        self.config, self.store, self.device = config, store, device
+        self.action_source = upstream.get("actions", "lam")
+        m, d = config.model, config.data
+        self.tokenizer, tok_cfg, tok_rec = load_upstream("tokenizer", upstream["tokenizer"], device)
+        vocab = tok_cfg["model"]["codebook"]["num_codes"]
+        if vocab != m.token_embedding.vocab_size:
+            raise GenieError(
+                f"tokenizer {tok_rec['path']} has {vocab} codes but model.token_embedding.vocab_size is "
+                f"{m.token_embedding.vocab_size}: they must match"
+            )
+        tok_res = (tok_cfg["data"]["height"], tok_cfg["data"]["width"])
+        if tok_res != (d.height, d.width) or tok_res != (store.height, store.width):
+            raise GenieError(
+                f"resolution mismatch: tokenizer {tok_res[0]}x{tok_res[1]}, config {d.height}x{d.width}, "
+                f"dataset {store.height}x{store.width} (rows x columns)"
+            )
+        self.upstream: dict[str, Any] = {"actions": self.action_source, "tokenizer": tok_rec}
+        self.lam: nn.Module | None = None
+        if self.action_source == "lam":
+            if not upstream.get("lam"):
+                raise GenieError("the dynamics stage needs --lam_path (or --actions true for the oracle)")
+            self.lam, lam_cfg, lam_rec = load_upstream("lam", upstream["lam"], device)
+            codes = lam_cfg["model"]["codebook"]["num_codes"]
+            if upstream.get("lam_config"):
+                stated = load_config(LamConfig, Path(upstream["lam_config"])).model.codebook.num_codes
+                if stated != codes:
+                    raise GenieError(
+                        f"--lam_config {upstream['lam_config']} says {stated} codes but the LAM checkpoint "
+                        f"{lam_rec['path']} has {codes}"
+                    )
+            self.upstream["lam"] = lam_rec
+            self.lam_clip = int(lam_cfg["data"]["sequence_length"])
+        elif self.action_source == "true":
+            if store.actions is None or not store.movement_classes:
+                raise GenieError(f"--actions true: dataset {store.name} has no true actions (ALE data does)")
+            self.classes = store.movement_classes
+            codes = len(dict.fromkeys(self.classes))
+        else:
+            raise GenieError(f"--actions {self.action_source!r}: expected lam or true")
+        if codes != m.action_embedding.num_actions:
+            source = "the LAM" if self.action_source == "lam" else f"dataset {store.name}'s movement classes"
+            raise GenieError(
+                f"{source} has {codes} actions but model.action_embedding.num_actions is "
+                f"{m.action_embedding.num_actions}: they must match"
+            )
+        inf = config.inference
+        self.sampling = SamplingConfig(
+            inf.maskgit_steps, 0.0 if inf.sampling == "greedy" else inf.temperature, inf.schedule
+        )
+
+    def build(self) -> DynamicsModel:
+        m = self.config.model
+        return DynamicsModel(
+            m.architecture,
+            vocab_size=m.token_embedding.vocab_size,
+            num_actions=m.action_embedding.num_actions,
+            num_patches=self.tokenizer.num_patches,
+            checkpointing=self.config.training.gradient_checkpointing,
+        )
+
+    # --- inputs ---
+
+    @torch.no_grad()
+    def actions_of(self, batch: Batch) -> Tensor:
+        """[B, T-1] action ids: the LAM's codes of the clip, or the true movement classes (oracle)."""
+        if self.lam is None:
+            return torch.from_numpy(class_ids(batch["actions"].cpu().numpy(), self.classes)).to(self.device)
+        return self.lam.infer_actions(to_float(batch["frames"]))
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        t = self.config.training
+        with torch.no_grad():
+            tokens = self.tokenizer.encode(to_float(batch["frames"]))  # (b, t, n)
+            actions = self.actions_of(batch)
+        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, tokens.device)
+        inputs = tokens.masked_fill(mask, self.config.model.token_embedding.vocab_size)
+        logits = model(inputs, actions)
+        loss = F.cross_entropy(logits[mask].float(), tokens[mask])
+        with torch.no_grad():
+            acc = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
+        return loss, {"token_acc": acc, "mask_rate": mask[:, 1:].float().mean()}
+
+    def after_step(self, model: nn.Module) -> dict[str, float]:
+        return {}
+
+    # --- evaluation ---
+
+    @torch.no_grad()
+    def rollouts(
+        self, model: DynamicsModel, frames: Tensor, actions: Tensor, seed: int = 0
+    ) -> dict[str, Tensor]:
+        """Generate frames PROMPT_FRAMES.. of clips [B, T, 3, H, W] (float) from their first frames.
+
+        Returns decoded frames [B, H, 3, H, W] from the given actions and from uniformly random ones.
+        """
+        g = torch.Generator(device=frames.device).manual_seed(seed)
+        tokens = self.tokenizer.encode(frames)
+        P, T = PROMPT_FRAMES, frames.shape[1]
+        window = self.config.data.sequence_length
+        rand = torch.randint(0, model.num_actions, actions.shape, generator=g, device=actions.device)
+        rand[:, : P - 1] = actions[:, : P - 1]  # same prompt, random actions only where generating
+        out = {}
+        for name, acts in (("inferred", actions), ("random", rand)):
+            gen = model.rollout(tokens[:, :P], acts[:, : T - 1], self.sampling, window=window, generator=g)
+            out[name] = self.tokenizer.decode(torch.cat([tokens[:, :P], gen], 1))[:, P:]
+        return out
+
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def add(key: str, value: Tensor) -> None:
+            v = value[torch.isfinite(value)]
+            sums[key] = sums.get(key, 0.0) + float(v.sum())
+            counts[key] = counts.get(key, 0) + v.numel()
+
+        rolled = 0
+        g = torch.Generator(device=self.device).manual_seed(0)
+        for batch in batches:
+            x = to_float(batch["frames"])
+            tokens = self.tokenizer.encode(x)
+            actions = self.actions_of(batch)
+            mask = torch.rand(tokens.shape, generator=g, device=tokens.device) < 0.75
+            mask[:, 0] = False
+            logits = model(tokens.masked_fill(mask, model.mask_id), actions)
+            add("val/token_acc", (logits.argmax(-1) == tokens)[mask].float())
+            if rolled >= self.config.training.eval_rollouts:
+                continue
+            rolled += x.shape[0]
+            out = self.rollouts(model, x, actions)
+            real = x[:, PROMPT_FRAMES:]
+            moving = (real - x[:, PROMPT_FRAMES - 1 : PROMPT_FRAMES]).abs().amax(2, keepdim=True) > MOVING
+            p_inf, p_rand = psnr(out["inferred"], real), psnr(out["random"], real)
+            m_inf, m_rand = (
+                masked_psnr(out["inferred"], real, moving),
+                masked_psnr(out["random"], real, moving),
+            )
+            add("val/rollout_psnr", p_inf)
+            add("val/rollout_ssim", ssim(out["inferred"], real))
+            for h in range(real.shape[1]):
+                add(f"val/rollout_psnr_t{h + 1}", p_inf[:, h])
+                add(f"val/delta_psnr_t{h + 1}", p_inf[:, h] - p_rand[:, h])
+                add(f"val/delta_psnr_moving_t{h + 1}", m_inf[:, h] - m_rand[:, h])
+        return {k: sums[k] / counts[k] for k in sums if counts[k]}
+
+    def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
+        """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
+        from torch.utils.data import DataLoader, Subset
+
+        from genie.data.clips import ClipDataset
+
+        model.eval()
+        d, step = self.config.data, int(checkpoint["step"])
+        out_dir = Path(eval_dir) / "dynamics"
+        val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
+        picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
+        loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
+        with torch.no_grad():
+            batches = ({k: v.to(self.device) for k, v in b.items()} for b in loader)
+            metrics = self.evaluate(model, batches)
+            shown = {k: torch.stack([val[i][k] for i in picks[:4]]).to(self.device) for k in val[0]}
+            x = to_float(shown["frames"])
+            gen = self.rollouts(model, x, self.actions_of(shown))["inferred"]
+            video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
+            write_mp4(out_dir / f"dynamics_comparison_step_{step}.mp4", video, fps=d.fps)
+            long = self._long_rollout(model, 64)
+            if long is not None:
+                write_mp4(out_dir / "long_video" / f"dynamics_comparison_step_{step}.mp4", long, fps=d.fps)
+        result = {
+            "stage": "dynamics",
+            "checkpoint": checkpoint.get("path"),
+            "step": step,
+            "dataset": self.store.name,
+            "upstream": self.upstream,
+            "prompt_frames": PROMPT_FRAMES,
+            "sampling": vars(self.sampling),
+            "metrics": metrics,
+        }
+        (out_dir / f"dynamics_comparison_step_{step}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    def _long_rollout(self, model: DynamicsModel, horizon: int) -> np.ndarray | None:
+        """real | generated over `horizon` frames of the first long-enough validation episode."""
+        length = PROMPT_FRAMES + horizon
+        for ep in self.store.split_episodes("val"):
+            start, end = (int(v) for v in self.store.episodes[ep])
+            if end - start < length:
+                continue
+            frames = torch.from_numpy(np.array(self.store.frames[start : start + length])).permute(0, 3, 1, 2)
+            batch: Batch = {"frames": frames[None].to(self.device)}
+            if self.store.actions is not None:
+                batch["actions"] = torch.from_numpy(np.array(self.store.actions[start : start + length - 1]))[
+                    None
+                ]
+            actions = self._actions_long(batch)
+            x = to_float(batch["frames"])
+            tokens = self.tokenizer.encode(x[:, :PROMPT_FRAMES])
+            gen = model.rollout(tokens, actions, self.sampling, window=self.config.data.sequence_length)
+            generated = self.tokenizer.decode(torch.cat([tokens, gen], 1))[0, PROMPT_FRAMES:]
+            return side_by_side(x[0, PROMPT_FRAMES:], generated)
+        return None
+
+    def _actions_long(self, batch: Batch) -> Tensor:
+        """Actions of a long clip: the LAM sees overlapping windows of its own clip length."""
+        if self.lam is None:
+            return self.actions_of(batch)
+        x, n = batch["frames"], batch["frames"].shape[1]
+        parts, t = [], 0
+        while t < n - 1:
+            end = min(t + self.lam_clip, n)
+            begin = max(0, end - self.lam_clip)  # the last window ends at the clip's end, full length
+            parts.append(self.lam.infer_actions(to_float(x[:, begin:end]))[:, t - begin :])
+            t = end - 1
+        return torch.cat(parts, 1)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "dataset": {
+                "name": self.store.name,
+                "root": str(self.store.root),
+                "num_frames": int(self.store.frames.shape[0]),
+                "height": self.config.data.height,
+                "width": self.config.data.width,
+            },
+            "upstream": self.upstream,
+        }

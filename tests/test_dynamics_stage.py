@@ -1,0 +1,183 @@
+"""Dynamics stage: upstream checks, per-clip mask rates, ΔtPSNR, and a CLI run with its outputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from genie.cli import main
+from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr
+from genie.stages.dynamics import sample_mask
+
+SMALL = {"num_layers": 1, "d_model": 32, "num_heads": 2}
+TOKENIZER = {
+    "model": {
+        "encoder": SMALL,
+        "decoder": SMALL,
+        "codebook": {"num_codes": 32, "latent_dim": 8},
+        "patch_size": 8,
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
+}
+LAM = {
+    "model": {
+        "encoder": SMALL,
+        "decoder": SMALL,
+        "codebook": {"num_codes": 3, "latent_dim": 8},
+        "patch_size": 8,
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
+}
+DYNAMICS = {
+    "model": {
+        "architecture": {**SMALL, "qk_normalization": True},
+        "token_embedding": {"vocab_size": 32},
+        "action_embedding": {"num_actions": 3},
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {
+        "max_steps": 2,
+        "warmup_steps": 1,
+        "eval_every": 2,
+        "save_every": 2,
+        "eval_batches": 1,
+        "eval_rollouts": 2,
+    },
+    "inference": {"maskgit_steps": 2, "temperature": 1.0},
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstream(pong_dataset, tmp_path_factory) -> dict[str, Path]:
+    """Tiny tokenizer and LAM runs (2 steps each) on the real Pong fixture."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name, "--quiet", "--no_eval"]
+    runs = {}
+    for stage, cfg in (("tokenizer", TOKENIZER), ("lam", LAM)):
+        config = write(tmp / f"{stage}.yaml", cfg)
+        assert main(["train", stage, "--config", str(config), "--output_dir", str(tmp / "ck"), *data]) == 0
+        (runs[stage],) = (tmp / "ck" / stage).iterdir()
+    runs["lam_config"] = tmp / "lam.yaml"
+    return runs
+
+
+def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
+    return [
+        "train",
+        "dynamics",
+        "--config",
+        str(write(tmp_path / "dyn.yaml", config)),
+        "--data_dir",
+        str(pong_dataset.parent),
+        "--dataset",
+        pong_dataset.name,
+        "--tokenizer_path",
+        str(upstream["tokenizer"]),
+        "--output_dir",
+        str(tmp_path / "ck"),
+        "--eval_dir",
+        str(tmp_path / "ev"),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_mask_rate_is_drawn_per_clip_and_spares_the_first_frame():
+    g = torch.Generator().manual_seed(0)
+    mask = sample_mask(torch.Size([64, 4, 144]), 0.5, 1.0, torch.device("cpu"), g)
+    assert not mask[:, 0].any()
+    rates = mask[:, 1:].float().mean(dim=(1, 2))
+    assert rates.min() > 0.4 and rates.max() <= 1.0
+    assert rates.std() > 0.08  # one rate per clip, spread over U(0.5, 1) (std 0.144), not one per batch
+
+
+def test_delta_psnr_on_hand_made_frames():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 8, 8)
+    close = (target + 0.01 * torch.randn_like(target)).clamp(0, 1)
+    far = (target + 0.2 * torch.randn_like(target)).clamp(0, 1)
+    assert (delta_psnr(target, close, far) > 10).all()
+    torch.testing.assert_close(delta_psnr(target, close, close), torch.zeros(2))
+    assert (delta_psnr(target, far, close) < 0).all()
+    # masked PSNR looks only at the masked pixels
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[..., :2, :2] = True
+    wrong_outside = target.clone()
+    wrong_outside[..., 4:, 4:] = 1 - wrong_outside[..., 4:, 4:]
+    assert (masked_psnr(wrong_outside, target, mask) > 90).all() and (psnr(wrong_outside, target) < 20).all()
+
+
+@pytest.mark.slow
+def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path, upstream):
+    args = dynamics_args(pong_dataset, tmp_path, upstream, DYNAMICS, "--lam_path", str(upstream["lam"]))
+    assert main([*args, "--lam_config", str(upstream["lam_config"])]) == 0
+    (run,) = (tmp_path / "ck" / "dynamics").iterdir()
+    ckpt = torch.load(run / "checkpoint_step_2.pt", weights_only=True)
+    assert ckpt["upstream"]["tokenizer"]["sha256"] and ckpt["upstream"]["lam"]["path"].endswith(".pt")
+    ev = tmp_path / "ev" / "dynamics"
+    assert (ev / "dynamics_comparison_step_2.mp4").is_file()
+    assert (ev / "long_video" / "dynamics_comparison_step_2.mp4").is_file()
+    metrics = json.loads((ev / "dynamics_comparison_step_2.json").read_text())["metrics"]
+    for key in ("val/token_acc", "val/rollout_psnr", "val/delta_psnr_t2", "val/delta_psnr_moving_t2"):
+        assert key in metrics
+    # a run directory is enough to evaluate: it knows its upstream checkpoints
+    assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
+
+
+@pytest.mark.slow
+def test_true_action_oracle_trains(pong_dataset, tmp_path, upstream):
+    args = dynamics_args(pong_dataset, tmp_path, upstream, DYNAMICS, "--actions", "true", "--no_eval")
+    assert main(args) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "extra", "expected"),
+    [
+        ({"vocab_size": 64}, "lam", "has 32 codes but model.token_embedding.vocab_size is 64"),
+        ({"num_actions": 4}, "lam", "the LAM has 3 actions but model.action_embedding.num_actions is 4"),
+        ({}, "tokenizer_as_lam", "is a tokenizer checkpoint, expected a lam checkpoint"),
+        ({}, "none", "needs --lam_path"),
+        ({}, "bad_lam_config", "says 5 codes but the LAM checkpoint"),
+    ],
+)
+def test_upstream_mismatch_is_one_line(pong_dataset, tmp_path, upstream, capsys, change, extra, expected):
+    config = json.loads(json.dumps(DYNAMICS))
+    if "vocab_size" in change:
+        config["model"]["token_embedding"]["vocab_size"] = change["vocab_size"]
+    if "num_actions" in change:
+        config["model"]["action_embedding"]["num_actions"] = change["num_actions"]
+    flags = {
+        "lam": ["--lam_path", str(upstream["lam"])],
+        "tokenizer_as_lam": ["--lam_path", str(upstream["tokenizer"])],
+        "none": [],
+        "bad_lam_config": [
+            "--lam_path",
+            str(upstream["lam"]),
+            "--lam_config",
+            str(
+                write(
+                    tmp_path / "lam5.yaml", {**LAM, "model": {**LAM["model"], "codebook": {"num_codes": 5}}}
+                )
+            ),
+        ],
+    }[extra]
+    assert main(dynamics_args(pong_dataset, tmp_path, upstream, config, *flags)) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("key", "value"), [("maskgit_steps", 0), ("temperature", -1.0)])
+def test_bad_sampling_parameters_in_config(tmp_path, key, value, capsys):
+    config = json.loads(json.dumps(DYNAMICS))
+    config["inference"][key] = value
+    assert main(["train", "dynamics", "--config", str(write(tmp_path / "d.yaml", config))]) == 2
+    assert key in capsys.readouterr().err
