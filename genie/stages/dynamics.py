@@ -31,6 +31,7 @@ from genie.errors import GenieError
 from genie.evaluation.metrics import masked_psnr, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
+from genie.stages.common import dataset_record
 from genie.training.stage import Batch
 
 PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the ball's velocity
@@ -293,12 +294,6 @@ class DynamicsStage:
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {
-            "dataset": {
-                "name": self.store.name,
-                "root": str(self.store.root),
-                "num_frames": int(self.store.frames.shape[0]),
-                "height": self.config.data.height,
-                "width": self.config.data.width,
-            },
+            "dataset": dataset_record(self.store, self.config.data),
             "upstream": self.upstream,
         }

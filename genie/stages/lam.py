@@ -34,7 +34,7 @@ from genie.evaluation.action_metrics import agreement
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
-from genie.stages.tokenizer import weighted_mse
+from genie.stages.common import dataset_record, restart_dead_codes, vq_objective
 from genie.training.stage import Batch
 
 REPORT_CLIPS = 256  # validation clips scored by `report` (the periodic validation uses eval_batches)
@@ -84,26 +84,12 @@ class LamStage:
         out = model(x)
         target = x[:, 1:]
         weight = 1.0 + t.foreground_weight * self.moving_mask(x).float()
-        recon = weighted_mse(out.prediction, target, weight)
-        loss = (
-            t.reconstruction_weight * recon
-            + t.codebook_weight * out.vq.codebook_loss
-            + t.commitment_weight * out.vq.commitment_loss
-        )
+        loss, parts = vq_objective(t, out.prediction, target, weight, out.vq)
         self._latents = out.latents.detach()
-        parts = {
-            "recon": recon.detach(),
-            "mse": (out.prediction.detach().float() - target).pow(2).mean(),
-            "codebook": out.vq.codebook_loss.detach(),
-            "commitment": out.vq.commitment_loss.detach(),
-            "perplexity": out.vq.perplexity.detach(),
-        }
         return loss, parts
 
     def after_step(self, model: nn.Module) -> dict[str, float]:
-        if self._latents is not None:
-            model.quantizer.restart_dead_codes_(self._latents)
-        return {"vq/restarted_total": float(model.quantizer.restarts)}
+        return restart_dead_codes(model, self._latents)
 
     # --- evaluation ---
 
@@ -316,15 +302,7 @@ class LamStage:
         return annotate(video, captions)
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {
-            "dataset": {
-                "name": self.store.name,
-                "root": str(self.store.root),
-                "num_frames": int(self.store.frames.shape[0]),
-                "height": self.config.data.height,
-                "width": self.config.data.width,
-            }
-        }
+        return {"dataset": dataset_record(self.store, self.config.data)}
 
 
 def action_spread(latents: Tensor) -> dict[str, float]:

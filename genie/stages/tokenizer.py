@@ -24,13 +24,8 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
+from genie.stages.common import dataset_record, restart_dead_codes, vq_objective
 from genie.training.stage import Batch
-
-
-def weighted_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Mean of weight * squared error, normalised by the weights ([B, T, 1, H, W] broadcast over C)."""
-    err = (pred.float() - target.float()).pow(2).mean(dim=-3, keepdim=True)
-    return (weight * err).sum() / weight.sum()
 
 
 class TokenizerStage:
@@ -59,26 +54,12 @@ class TokenizerStage:
         x = to_float(batch["frames"])
         out = model(x)
         weight = 1.0 + t.foreground_weight * foreground_mask(x, self.background).float()
-        recon = weighted_mse(out.reconstruction, x, weight)
-        loss = (
-            t.reconstruction_weight * recon
-            + t.codebook_weight * out.vq.codebook_loss
-            + t.commitment_weight * out.vq.commitment_loss
-        )
+        loss, parts = vq_objective(t, out.reconstruction, x, weight, out.vq)
         self._latents = out.latents.detach()
-        parts = {
-            "recon": recon.detach(),
-            "mse": (out.reconstruction.detach().float() - x).pow(2).mean(),
-            "codebook": out.vq.codebook_loss.detach(),
-            "commitment": out.vq.commitment_loss.detach(),
-            "perplexity": out.vq.perplexity.detach(),
-        }
         return loss, parts
 
     def after_step(self, model: nn.Module) -> dict[str, float]:
-        if self._latents is not None:
-            model.quantizer.restart_dead_codes_(self._latents)
-        return {"vq/restarted_total": float(model.quantizer.restarts)}
+        return restart_dead_codes(model, self._latents)
 
     # --- evaluation ---
 
@@ -163,12 +144,4 @@ class TokenizerStage:
         return None
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {
-            "dataset": {
-                "name": self.store.name,
-                "root": str(self.store.root),
-                "num_frames": int(self.store.frames.shape[0]),
-                "height": self.config.data.height,
-                "width": self.config.data.width,
-            }
-        }
+        return {"dataset": dataset_record(self.store, self.config.data)}

@@ -1,0 +1,55 @@
+"""Pieces the VQ stages (tokenizer, LAM) and all stages share: the weighted pixel loss with the VQ
+terms, dead-code restarts after each step, and the dataset record kept in every checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from genie.data.store import EpisodeStore
+from genie.models.quantizer import QuantizerOutput
+
+
+def weighted_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean of weight * squared error, normalised by the weights ([B, T, 1, H, W] broadcast over C)."""
+    err = (pred.float() - target.float()).pow(2).mean(dim=-3, keepdim=True)
+    return (weight * err).sum() / weight.sum()
+
+
+def vq_objective(
+    training: Any, pred: Tensor, target: Tensor, weight: Tensor, vq: QuantizerOutput
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Weighted reconstruction plus the codebook and commitment terms; the parts are logged detached."""
+    recon = weighted_mse(pred, target, weight)
+    loss = (
+        training.reconstruction_weight * recon
+        + training.codebook_weight * vq.codebook_loss
+        + training.commitment_weight * vq.commitment_loss
+    )
+    parts = {
+        "recon": recon.detach(),
+        "mse": (pred.detach().float() - target).pow(2).mean(),
+        "codebook": vq.codebook_loss.detach(),
+        "commitment": vq.commitment_loss.detach(),
+        "perplexity": vq.perplexity.detach(),
+    }
+    return loss, parts
+
+
+def restart_dead_codes(model: nn.Module, latents: Tensor | None) -> dict[str, float]:
+    """After an optimizer step: move the quantiser's dead codes onto the last batch's encoder outputs."""
+    if latents is not None:
+        model.quantizer.restart_dead_codes_(latents)
+    return {"vq/restarted_total": float(model.quantizer.restarts)}
+
+
+def dataset_record(store: EpisodeStore, data: Any) -> dict[str, Any]:
+    """What a checkpoint says about the data it was trained on."""
+    return {
+        "name": store.name,
+        "root": str(store.root),
+        "num_frames": int(store.frames.shape[0]),
+        "height": data.height,
+        "width": data.width,
+    }
