@@ -119,6 +119,58 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     print(plot_run(args.run_dir))
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _load_world(args: argparse.Namespace):
+    from genie.training.runtime import resolve_device
+    from genie.world import WorldModels
+
+    return WorldModels.load(
+        args.checkpoint,
+        device=resolve_device(args.device),
+        data_dir=args.data_dir,
+        steps=args.steps,
+        temperature=args.temperature,
+    )
+
+
+def _cmd_play(args: argparse.Namespace) -> None:
+    from genie.world.server import serve
+
+    models = _load_world(args)
+    fps = args.fps or models.stage.config.data.fps
+    serve(
+        models,
+        host=args.host,
+        port=args.port,
+        fps=fps,
+        open_browser=not args.no_browser,
+        record_dir=args.record_dir,
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from genie.evaluation.report import write_report
+
+    print(
+        write_report(
+            args.out,
+            checkpoints=args.checkpoints,
+            eval_dir=args.eval_dir,
+            runs=args.runs,
+            gif=not args.no_gif,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genie", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,6 +214,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--eval_dir", type=Path, default=Path("evaluations"))
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("play", help="play a trained world in the browser (local server)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a dynamics checkpoint or run directory")
+    p.add_argument("--data_dir", type=Path, default=Path("data"), help="where the prompt dataset lives")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--fps", type=_nonnegative_float, help="frames a second (default: the dataset's rate)")
+    p.add_argument("--steps", type=_positive_int, help="MaskGIT steps per frame (default: the config's)")
+    p.add_argument("--temperature", type=_nonnegative_float, help="sampling temperature (0 = greedy)")
+    p.add_argument("--record_dir", type=Path, default=Path("evaluations/play"), help="where recordings go")
+    p.add_argument("--no_browser", action="store_true", help="do not open a browser tab")
+    p.set_defaults(func=_cmd_play)
+
+    p = sub.add_parser(
+        "report", help="one HTML page (and JSON) with every stage's curves, metrics and videos"
+    )
+    p.add_argument("--checkpoints", type=Path, default=Path("checkpoints"), help="runs are read from here")
+    p.add_argument(
+        "--runs", type=Path, nargs="*", help="run directories to report (default: the latest of each stage)"
+    )
+    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"))
+    p.add_argument(
+        "--out", type=Path, default=Path("evaluations/report"), help="folder for report.html/.json"
+    )
+    p.add_argument("--no_gif", action="store_true", help="skip the play GIF (it runs the world model)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("plot", help="redraw loss_curve.png of a run from its metrics.jsonl")
     p.add_argument("run_dir", type=Path)

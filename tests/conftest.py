@@ -19,3 +19,41 @@ def pong_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return collect(
         "pong", data_dir, frames=PONG_FRAMES, episode_frames=PONG_EPISODE_FRAMES, seed=0, progress=False
     )
+
+
+def _data_args(dataset: Path) -> list[str]:
+    return ["--data_dir", str(dataset.parent), "--dataset", dataset.name, "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def upstream(pong_dataset, tmp_path_factory) -> dict[str, Path]:
+    """Tiny tokenizer and LAM runs (2 steps each, no eval) on the real Pong fixture."""
+    from tiny_runs import LAM, TOKENIZER, write
+
+    from genie.cli import main
+
+    tmp = tmp_path_factory.mktemp("upstream")
+    runs = {}
+    for stage, cfg in (("tokenizer", TOKENIZER), ("lam", LAM)):
+        config = write(tmp / f"{stage}.yaml", cfg)
+        args = ["train", stage, "--config", str(config), "--output_dir", str(tmp / "ck"), "--no_eval"]
+        assert main([*args, *_data_args(pong_dataset)]) == 0
+        (runs[stage],) = (tmp / "ck" / stage).iterdir()
+    runs["lam_config"] = tmp / "lam.yaml"
+    return runs
+
+
+@pytest.fixture(scope="session")
+def dynamics_run(pong_dataset, upstream, tmp_path_factory) -> Path:
+    """A tiny dynamics run (2 steps, no eval) on the tiny tokenizer and LAM: a playable, untrained world."""
+    from tiny_runs import DYNAMICS, write
+
+    from genie.cli import main
+
+    tmp = tmp_path_factory.mktemp("dynamics")
+    config = write(tmp / "dynamics.yaml", DYNAMICS)
+    args = ["train", "dynamics", "--config", str(config), "--output_dir", str(tmp / "ck"), "--no_eval"]
+    args += ["--tokenizer_path", str(upstream["tokenizer"]), "--lam_path", str(upstream["lam"])]
+    assert main([*args, *_data_args(pong_dataset)]) == 0
+    (run,) = (tmp / "ck" / "dynamics").iterdir()
+    return run

@@ -1,73 +1,14 @@
 """Dynamics stage: upstream checks, per-clip mask rates, ΔtPSNR, and a CLI run with its outputs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from tiny_runs import DYNAMICS, LAM, write
 
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr
 from genie.stages.dynamics import sample_mask
-
-SMALL = {"num_layers": 1, "d_model": 32, "num_heads": 2}
-TOKENIZER = {
-    "model": {
-        "encoder": SMALL,
-        "decoder": SMALL,
-        "codebook": {"num_codes": 32, "latent_dim": 8},
-        "patch_size": 8,
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
-}
-LAM = {
-    "model": {
-        "encoder": SMALL,
-        "decoder": SMALL,
-        "codebook": {"num_codes": 3, "latent_dim": 8},
-        "patch_size": 8,
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
-}
-DYNAMICS = {
-    "model": {
-        "architecture": {**SMALL, "qk_normalization": True},
-        "token_embedding": {"vocab_size": 32},
-        "action_embedding": {"num_actions": 3},
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {
-        "max_steps": 2,
-        "warmup_steps": 1,
-        "eval_every": 2,
-        "save_every": 2,
-        "eval_batches": 1,
-        "eval_rollouts": 2,
-    },
-    "inference": {"maskgit_steps": 2, "temperature": 1.0},
-}
-
-
-def write(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture(scope="module")
-def upstream(pong_dataset, tmp_path_factory) -> dict[str, Path]:
-    """Tiny tokenizer and LAM runs (2 steps each) on the real Pong fixture."""
-    tmp = tmp_path_factory.mktemp("upstream")
-    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name, "--quiet", "--no_eval"]
-    runs = {}
-    for stage, cfg in (("tokenizer", TOKENIZER), ("lam", LAM)):
-        config = write(tmp / f"{stage}.yaml", cfg)
-        assert main(["train", stage, "--config", str(config), "--output_dir", str(tmp / "ck"), *data]) == 0
-        (runs[stage],) = (tmp / "ck" / stage).iterdir()
-    runs["lam_config"] = tmp / "lam.yaml"
-    return runs
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:

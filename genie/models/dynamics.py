@@ -16,33 +16,13 @@ cached keys still carry what those frames saw before the window, as in sliding-w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from genie.config import TransformerConfig
-from genie.models.st_transformer import STTransformer
-
-
-@dataclass
-class FrameCache:
-    """Temporal keys/values of past frames for each block, trimmed to a sliding window of frames."""
-
-    window: int
-    layers: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per block: k, v [(B N), h, P, hd]
-    position: int = 0  # temporal position of the next frame
-
-    def append(self, new: list[tuple[Tensor, Tensor]]) -> None:
-        if not self.layers:
-            self.layers = new
-        else:
-            keep = self.window - 1
-            self.layers = [
-                (torch.cat([k, nk], 2)[:, :, -keep:], torch.cat([v, nv], 2)[:, :, -keep:])
-                for (k, v), (nk, nv) in zip(self.layers, new, strict=True)
-            ]
-        self.position += 1
+from genie.models.st_transformer import FrameCache, STTransformer
 
 
 @dataclass

@@ -11,6 +11,8 @@ window of cached past frames keeps valid positions during play.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -133,6 +135,26 @@ class STBlock(nn.Module):
         x = x + self.temporal.attend(q, keys, values)
         x = rearrange(x, "(b n) t d -> b t n d", b=B)
         return x + self.mlp(self.norm3(x)), (k, v)
+
+
+@dataclass
+class FrameCache:
+    """Temporal keys/values of past frames for each block, trimmed to a sliding window of frames."""
+
+    window: int
+    layers: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per block: k, v [(B N), h, P, hd]
+    position: int = 0  # temporal position of the next frame
+
+    def append(self, new: list[tuple[Tensor, Tensor]]) -> None:
+        if not self.layers:
+            self.layers = new
+        else:
+            keep = self.window - 1
+            self.layers = [
+                (torch.cat([k, nk], 2)[:, :, -keep:], torch.cat([v, nv], 2)[:, :, -keep:])
+                for (k, v), (nk, nv) in zip(self.layers, new, strict=True)
+            ]
+        self.position += 1
 
 
 class STTransformer(nn.Module):

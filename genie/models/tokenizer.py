@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from genie.config import TokenizerModelConfig
 from genie.models.quantizer import QuantizerOutput, VectorQuantizer
-from genie.models.st_transformer import STTransformer, patchify, unpatchify
+from genie.models.st_transformer import FrameCache, STTransformer, patchify, unpatchify
 
 
 @dataclass
@@ -73,3 +73,14 @@ class VideoTokenizer(nn.Module):
     def decode(self, tokens: Tensor) -> Tensor:
         """tokens [B, T, N] int64 -> frames [B, T, 3, H, W] in [0, 1]."""
         return self._decode(self.quantizer.indices_to_codes(tokens)).clamp(0, 1)
+
+    @torch.no_grad()
+    def decode_next(self, tokens: Tensor, cache: FrameCache) -> Tensor:
+        """One frame's tokens [B, N] -> its frame [B, 3, H, W] in [0, 1], given the decoder's cache of the
+        frames before it (which it then joins). The decoder is causal, so this equals `decode` over the
+        whole clip at its last frame while running the network over one frame only (for play)."""
+        codes = self.quantizer.indices_to_codes(tokens[:, None])
+        x = self.from_latent(codes.to(self.from_latent.weight.dtype)) + self.dec_pos
+        h, kv = self.decoder.forward_cached(x, cache.position, cache.layers or None)
+        cache.append(kv)
+        return unpatchify(self.to_pixels(h), self.patch_size, self.height, self.width)[:, 0].clamp(0, 1)

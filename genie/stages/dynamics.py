@@ -93,6 +93,7 @@ class DynamicsStage:
                 f"resolution mismatch: tokenizer {tok_res[0]}x{tok_res[1]}, config {d.height}x{d.width}, "
                 f"dataset {store.height}x{store.width} (rows x columns)"
             )
+        self.tokenizer_clip = int(tok_cfg["data"]["sequence_length"])  # its decoder's temporal window
         self.upstream: dict[str, Any] = {"actions": self.action_source, "tokenizer": tok_rec}
         self.lam: nn.Module | None = None
         if self.action_source == "lam":

@@ -1,0 +1,220 @@
+"""`genie report`: one HTML page (and the same numbers as JSON) for a tokenizer, LAM and dynamics run.
+
+For each stage: its loss curve, best validation step, the metrics of its latest evaluation, the eval
+videos; for the LAM the confusion matrix and code usage; for the dynamics model the rollout PSNR per
+horizon step and ΔtPSNR; and a GIF of the world played with scripted keys, with its measured speed.
+Assets are copied beside report.html, so the folder can be moved or shared as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genie.errors import GenieError
+
+STAGES = ("tokenizer", "lam", "dynamics")
+EVAL_GLOBS = {
+    "tokenizer": "tokenizer/comparison_checkpoint_step_*.json",
+    "lam": "lam/visual_eval_step_*.json",
+    "dynamics": "dynamics/dynamics_comparison_step_*.json",
+}
+PLAY_SCRIPT = [("up", 12), ("stay", 6), ("down", 12), ("stay", 6), ("up", 8), ("down", 8)]  # 52 frames
+
+
+def latest_run(checkpoints: Path, stage: str) -> Path | None:
+    runs = sorted(p for p in (checkpoints / stage).glob("run_*") if (p / "metrics.jsonl").is_file())
+    return runs[-1] if runs else None
+
+
+def stage_of(run: Path) -> str:
+    ckpt = next(iter(sorted(run.glob("checkpoint_step_*.pt"))), None)
+    if run.parent.name in STAGES:
+        return run.parent.name
+    if ckpt is not None:
+        import torch
+
+        return str(torch.load(ckpt, map_location="cpu", weights_only=False).get("stage"))
+    raise GenieError(f"{run} is not a run directory of a stage (expected checkpoints/<stage>/run_*)")
+
+
+def latest_eval(eval_dir: Path, stage: str, run: Path) -> tuple[Path, dict] | None:
+    """The evaluation JSON of this run with the highest step."""
+    found = []
+    for path in eval_dir.glob(EVAL_GLOBS[stage]):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        ckpt = str(data.get("checkpoint") or "")
+        if ckpt and Path(ckpt).resolve().parent == run.resolve():
+            found.append((int(data.get("step", 0)), path, data))
+    if not found:
+        return None
+    _, path, data = max(found, key=lambda f: f[0])
+    return path, data
+
+
+def _videos(stage: str, json_path: Path) -> list[Path]:
+    stem = json_path.with_suffix("")
+    candidates = {
+        "tokenizer": [stem.with_suffix(".mp4"), stem.parent / f"{stem.name}_long_7seq.mp4"],
+        "lam": [stem.with_suffix(".mp4"), stem.parent / f"{stem.name}_confusion.png"],
+        "dynamics": [stem.with_suffix(".mp4"), stem.parent / "long_video" / f"{stem.name}.mp4"],
+    }[stage]
+    return [p for p in candidates if p.is_file()]
+
+
+def play_gif(dynamics_run: Path, out: Path) -> dict[str, Any]:
+    """Play the world with PLAY_SCRIPT's keys from a fixed prompt; save a GIF, return the timing."""
+    from PIL import Image
+
+    from genie.world import World, WorldModels
+
+    models = WorldModels.load(dynamics_run)
+    world = World(models, seed=0)
+    keys = models.actions.keys
+    frames = [world.reset()]
+    latencies, played = [], []
+    for label, n in PLAY_SCRIPT:
+        code = keys.get(label, keys.get("stay", 0))
+        for _ in range(n):
+            frames.append(world.step(code))
+            latencies.append(world.latency_ms)
+            played.append(label if label in keys else "stay")
+    scale = 3
+    images = [Image.fromarray(f.repeat(scale, 0).repeat(scale, 1)) for f in frames]
+    fps = models.stage.config.data.fps
+    images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    ms = float(np.median(latencies[1:])) if len(latencies) > 1 else float(latencies[0])
+    return {
+        "gif": out.name,
+        "frames": len(frames),
+        "keys": played,
+        "mapping": models.actions.to_dict(),
+        "median_ms_per_frame": round(ms, 2),
+        "frames_per_second": round(1000 / ms, 1),
+        "sampling": vars(models.sampling),
+    }
+
+
+def _table(metrics: dict[str, float], keys: list[str] | None = None) -> str:
+    rows = keys if keys is not None else sorted(metrics)
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{metrics[k]:.4g}</td></tr>"
+        for k in rows
+        if isinstance(metrics.get(k), int | float)
+    )
+    return f"<table>{body}</table>"
+
+
+def _horizon_table(metrics: dict[str, float]) -> str:
+    hs = sorted({int(k.rsplit("_t", 1)[1]) for k in metrics if k.startswith("val/rollout_psnr_t")})
+    if not hs:
+        return ""
+    head = "<tr><th>horizon t</th><th>rollout PSNR</th><th>ΔtPSNR</th><th>ΔtPSNR moving px</th></tr>"
+    rows = "".join(
+        f"<tr><td>{h}</td><td>{metrics.get(f'val/rollout_psnr_t{h}', float('nan')):.2f}</td>"
+        f"<td>{metrics.get(f'val/delta_psnr_t{h}', float('nan')):+.3f}</td>"
+        f"<td>{metrics.get(f'val/delta_psnr_moving_t{h}', float('nan')):+.3f}</td></tr>"
+        for h in hs
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _asset(src: Path, assets: Path, prefix: str) -> str:
+    dst = assets / f"{prefix}_{src.name}"
+    shutil.copyfile(src, dst)
+    return f"assets/{dst.name}"
+
+
+def write_report(
+    out: Path, *, checkpoints: Path, eval_dir: Path, runs: list[Path] | None = None, gif: bool = True
+) -> Path:
+    chosen: dict[str, Path] = {}
+    for run in runs or []:
+        if not (run / "metrics.jsonl").is_file():
+            raise GenieError(f"{run} is not a run directory (no metrics.jsonl)")
+        chosen[stage_of(run)] = run
+    if not runs:
+        chosen = {s: r for s in STAGES if (r := latest_run(checkpoints, s)) is not None}
+    if not chosen:
+        raise GenieError(f"no runs found under {checkpoints}/<stage>/ (train a stage first)")
+    out.mkdir(parents=True, exist_ok=True)
+    assets = out / "assets"
+    shutil.rmtree(assets, ignore_errors=True)
+    assets.mkdir()
+    summary: dict[str, Any] = {"runs": {}}
+    sections = []
+    for stage in STAGES:
+        run = chosen.get(stage)
+        if run is None:
+            continue
+        entry: dict[str, Any] = {"run": str(run)}
+        parts = [f"<h2>{stage}</h2><p>run <code>{html.escape(str(run))}</code></p>"]
+        if (run / "best.json").is_file():
+            best = json.loads((run / "best.json").read_text())
+            entry["best"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
+            parts.append(f"<p>best: step {best['step']}, {best['metric']} = {best['value']:.4g}</p>")
+        if (run / "loss_curve.png").is_file():
+            parts.append(f'<img src="{_asset(run / "loss_curve.png", assets, stage)}" width="640">')
+        found = latest_eval(eval_dir, stage, run)
+        if found is not None:
+            path, data = found
+            metrics = data.get("metrics", {})
+            entry.update(evaluation=str(path), step=data.get("step"), metrics=metrics)
+            parts.append(f"<h3>evaluation at step {data.get('step')}</h3>")
+            if stage == "dynamics":
+                parts.append(_horizon_table(metrics))
+                main = [k for k in metrics if "_t" not in k.rsplit("/", 1)[-1]]
+                parts.append(_table(metrics, sorted(main)))
+            else:
+                parts.append(_table(metrics))
+            if stage == "lam" and "agreement" in data:
+                entry["agreement"] = data["agreement"]
+                move = data["agreement"].get("move_identifiable") or data["agreement"].get("move")
+                if move:
+                    parts.append(
+                        f"<p>latent -> movement mapping: {html.escape(json.dumps(move['mapping']))}</p>"
+                    )
+            for media in _videos(stage, path):
+                src = _asset(media, assets, stage)
+                tag = (
+                    f'<video src="{src}" controls loop muted width="640"></video>'
+                    if media.suffix == ".mp4"
+                    else f'<img src="{src}" width="480">'
+                )
+                parts.append(f"<p>{html.escape(media.name)}<br>{tag}</p>")
+        else:
+            parts.append("<p>no evaluation found (run <code>genie eval</code>)</p>")
+        summary["runs"][stage] = entry
+        sections.append("\n".join(parts))
+    if gif and "dynamics" in chosen:
+        play = play_gif(chosen["dynamics"], assets / "play.gif")
+        summary["play"] = play
+        keys = " ".join(f"{k}x{n}" for k, n in PLAY_SCRIPT)
+        sections.append(
+            f"<h2>play</h2><p>scripted keys: {keys}; {play['median_ms_per_frame']} ms a frame "
+            f"({play['frames_per_second']} frames/s, MaskGIT {play['sampling']['steps']} steps, CPU)</p>"
+            f'<img src="assets/{play["gif"]}"><p>play it yourself: '
+            f"<code>genie play --checkpoint {html.escape(str(chosen['dynamics']))}</code></p>"
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
+        "font-family:ui-monospace,monospace;font-size:.85em}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>genie report</title><style>{style}</style>"
+        f"</head><body><h1>genie report</h1>{''.join(sections)}</body></html>\n"
+    )
+    for name, text in (("report.json", json.dumps(summary, indent=2) + "\n"), ("report.html", page)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    return out / "report.html"

@@ -1,0 +1,232 @@
+"""`genie play`: the learned world in a browser, served from this machine.
+
+One FastAPI app: `/` is a plain HTML/JS page (no build step), `/info` the key map and settings, `/ws` a
+websocket per tab. Each tab gets its own `World` (its own caches and random state) over the shared models,
+so several tabs play independently. Per tab, one task steps the world at the game's frame rate with the
+key currently held and sends each frame (PNG) with its numbers; another reads the tab's messages:
+
+    {"type": "key", "action": "up"}        hold a mapped action ("stay" = no key)
+    {"type": "reset", "seed": 3}           a new prompt from a held-out episode (seed optional)
+    {"type": "record", "on": true|false}   start / stop recording the session to mp4
+    {"type": "pause", "on": true|false}
+
+Bounds: messages over MAX_MESSAGE bytes close the socket (uvicorn's ws_max_size) or are refused; more than
+RATE messages a second are refused; a malformed message gets {"type": "error"} and play goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from PIL import Image
+
+from genie.errors import GenieError
+from genie.world.world import World, WorldModels
+
+MAX_MESSAGE = 1024  # bytes: every message of the protocol fits easily
+RATE = 60  # messages a second per tab (key repeat runs at ~30)
+MAX_RECORDING = 9000  # frames (10 minutes at 15 frames/s): a forgotten recording stops itself
+
+
+@dataclass
+class Session:
+    """One tab's state."""
+
+    world: World
+    action: str = "stay"
+    paused: bool = False
+    recording: list[np.ndarray] | None = None
+    pending_reset: int | None = -1  # -1: no reset asked; None: a reset with a random seed
+    recent: list[float] = field(default_factory=list)  # arrival times of the last second's messages
+
+    def allow(self, now: float) -> bool:
+        self.recent = [t for t in self.recent if now - t < 1.0]
+        self.recent.append(now)
+        return len(self.recent) <= RATE
+
+
+def png_data_url(frame: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def create_app(models: WorldModels, *, fps: float, record_dir: Path = Path("evaluations/play")) -> FastAPI:
+    app = FastAPI(title="genie play", docs_url=None, redoc_url=None)
+    keys = models.actions.keys  # label -> latent code
+    page = resources.files("genie.world").joinpath("static/index.html").read_text()
+    seeds = iter(range(1, 1 << 62))
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/info")
+    def info() -> JSONResponse:
+        store = models.store
+        return JSONResponse(
+            {
+                "checkpoint": models.checkpoint,
+                "dataset": store.name,
+                "height": store.height,
+                "width": store.width,
+                "fps": fps,
+                "keys": keys,
+                "mapping": models.actions.to_dict(),
+                "mapping_text": models.actions.describe(),
+                "sampling": vars(models.sampling),
+            }
+        )
+
+    @app.get("/recordings/{name}")
+    def recording(name: str):
+        path = record_dir / name
+        if "/" in name or "\\" in name or not name.endswith(".mp4") or not path.is_file():
+            return JSONResponse({"error": f"no recording {name!r}"}, status_code=404)
+        return FileResponse(path, media_type="video/mp4")
+
+    @app.websocket("/ws")
+    async def play(ws: WebSocket) -> None:
+        await ws.accept()
+        session = Session(World(models, seed=next(seeds)))
+        session.pending_reset = None
+        sender = asyncio.create_task(_run(ws, session))
+        try:
+            while True:
+                text = await ws.receive_text()
+                reply = _handle(session, text, keys, record_dir, fps)
+                if reply is not None:
+                    await ws.send_text(json.dumps(reply))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            sender.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    async def _run(ws: WebSocket, session: Session) -> None:
+        """Step the world at `fps` (or as fast as the model allows) and send each frame."""
+        period, shown, t_shown = 1.0 / fps, 0, time.perf_counter()
+        measured = 0.0
+        while True:
+            start = time.perf_counter()
+            if session.pending_reset != -1:
+                seed, session.pending_reset = session.pending_reset, -1
+                if seed is not None:
+                    session.world.seed(seed)
+                frame = await asyncio.to_thread(session.world.reset)
+                code = None
+            elif session.paused:
+                await asyncio.sleep(period)
+                continue
+            else:
+                code = keys.get(session.action, keys.get("stay", 0))
+                frame = await asyncio.to_thread(session.world.step, code)
+            if session.recording is not None:
+                session.recording.append(frame)
+                if len(session.recording) >= MAX_RECORDING:
+                    await ws.send_text(json.dumps(_stop_recording(session, record_dir, fps)))
+            shown += 1
+            now = time.perf_counter()
+            if now - t_shown >= 1.0:
+                measured, shown, t_shown = shown / (now - t_shown), 0, now
+            label = None if code is None else next((k for k, c in keys.items() if c == code), None)
+            await ws.send_text(
+                json.dumps(
+                    {
+                        "type": "frame",
+                        "image": png_data_url(frame),
+                        "step": session.world.steps,
+                        "latent": code,
+                        "label": label,
+                        "latency_ms": round(session.world.latency_ms, 2),
+                        "fps": round(measured, 1),
+                        "checksum": int(frame.astype(np.int64).sum()),
+                        "recording": session.recording is not None,
+                    }
+                )
+            )
+            await asyncio.sleep(max(0.0, period - (time.perf_counter() - start)))
+
+    return app
+
+
+def _handle(session: Session, text: str, keys: dict[str, int], record_dir: Path, fps: float) -> dict | None:
+    """Apply one message from a tab; returns a reply for the tab, if any."""
+    if len(text.encode()) > MAX_MESSAGE:
+        return {"type": "error", "message": f"message over {MAX_MESSAGE} bytes refused"}
+    if not session.allow(time.monotonic()):
+        return {"type": "error", "message": f"over {RATE} messages a second: message refused"}
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError:
+        return {"type": "error", "message": "not JSON"}
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    if kind == "key":
+        action = msg.get("action")
+        if action not in keys:
+            return {"type": "error", "message": f"unknown action {action!r} (known: {', '.join(keys)})"}
+        session.action = action
+        return None
+    if kind == "reset":
+        seed = msg.get("seed")
+        if seed is not None and (
+            not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**62
+        ):
+            return {"type": "error", "message": "seed must be an integer in [0, 2^62)"}
+        session.pending_reset = seed
+        return None
+    if kind in ("record", "pause"):
+        on = msg.get("on")
+        if not isinstance(on, bool):
+            return {"type": "error", "message": f"{kind}: 'on' must be true or false"}
+        if kind == "pause":
+            session.paused = on
+            return None
+        if on:
+            session.recording = session.recording if session.recording is not None else []
+            return {"type": "recording", "on": True}
+        return _stop_recording(session, record_dir, fps)
+    return {"type": "error", "message": f"unknown message type {kind!r} (key, reset, record, pause)"}
+
+
+def _stop_recording(session: Session, record_dir: Path, fps: float) -> dict:
+    from genie.evaluation.video import write_mp4
+
+    frames, session.recording = session.recording, None
+    if not frames:
+        return {"type": "recording", "on": False, "url": None}
+    name = time.strftime("session_%Y%m%d_%H%M%S") + f"_{id(session) % 10000:04d}.mp4"
+    write_mp4(record_dir / name, np.stack(frames), fps=max(1, round(fps)))
+    return {"type": "recording", "on": False, "url": f"/recordings/{name}", "path": str(record_dir / name)}
+
+
+def serve(
+    models: WorldModels, *, host: str, port: int, fps: float, open_browser: bool, record_dir: Path
+) -> None:
+    import uvicorn
+
+    if fps <= 0:
+        raise GenieError(f"--fps {fps}: expected a number > 0")
+    app = create_app(models, fps=fps, record_dir=record_dir)
+    url = f"http://{host}:{port}/"
+    print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
+    for line in models.actions.describe():
+        print("  " + line)
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=MAX_MESSAGE * 4)

@@ -1,0 +1,264 @@
+"""Play: the cached tokenizer decode, World reset/step, the key map, the Gymnasium env, the server, report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from genie.cli import main
+from genie.config import TokenizerModelConfig, TransformerConfig
+from genie.errors import GenieError
+from genie.models.st_transformer import FrameCache
+from genie.models.tokenizer import VideoTokenizer
+from genie.world import World, WorldEnv, WorldModels
+from genie.world.action_map import ActionMap, map_from_frames, map_from_labels
+from genie.world.server import RATE, create_app
+
+
+@pytest.fixture(scope="module")
+def models(dynamics_run) -> WorldModels:
+    return WorldModels.load(dynamics_run, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def keyed(models) -> WorldModels:
+    """The same world with a known key map (a 2-step LAM's own map may give every code one label)."""
+    return replace(models, actions=ActionMap(["up", "down", "stay"], [1.0] * 3, [10] * 3, "test"))
+
+
+def test_cached_decode_equals_full_decode():
+    torch.manual_seed(0)
+    layer = TransformerConfig(num_layers=2, d_model=32, num_heads=2)
+    cfg = TokenizerModelConfig(encoder=layer, decoder=layer, patch_size=8)
+    tok = VideoTokenizer(cfg, height=16, width=24).eval()
+    tokens = torch.randint(0, cfg.codebook.num_codes, (2, 5, tok.num_patches))
+    full = tok.decode(tokens)
+    cache = FrameCache(window=8)
+    step = [tok.decode_next(tokens[:, t], cache) for t in range(5)]
+    torch.testing.assert_close(torch.stack(step, 1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_world_steps_frames_deterministically_for_a_seed(models):
+    a, b = World(models, seed=3), World(models, seed=3)
+    h, w = models.store.height, models.store.width
+    assert a.reset().shape == (h, w, 3) and b.reset().dtype == np.uint8
+    for code in (0, 1, 2, 1):
+        fa, fb = a.step(code), b.step(code)
+        assert fa.shape == (h, w, 3) and fa.dtype == np.uint8
+        np.testing.assert_array_equal(fa, fb)
+    assert a.steps == 4 and a.latency_ms > 0
+
+
+def test_world_actions_change_the_next_frame(models):
+    frames = []
+    for code in range(models.dynamics.num_actions):
+        world = World(models, seed=0)
+        world.reset()
+        frames.append(world.step(code))
+    assert any(not np.array_equal(frames[0], f) for f in frames[1:])
+
+
+def test_world_rejects_bad_use(models, tmp_path):
+    world = World(models)
+    with pytest.raises(GenieError, match="reset"):
+        world.step(0)
+    world.reset()
+    with pytest.raises(GenieError, match="expected 0..2"):
+        world.step(3)
+    with pytest.raises(GenieError, match="does not exist"):
+        world.reset(tmp_path / "missing.png")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(GenieError, match="unsupported type"):
+        world.reset(tmp_path / "notes.txt")
+    with pytest.raises(GenieError, match="uint8"):
+        world.reset(np.zeros((2, 72, 128), np.uint8))
+
+
+def test_world_starts_from_an_image_file_of_any_size(models, tmp_path):
+    real = np.array(models.store.frames[10])
+    Image.fromarray(real).resize((256, 144)).save(tmp_path / "prompt.png")
+    world = World(models)
+    first = world.reset(tmp_path / "prompt.png")
+    assert first.shape == real.shape
+    assert np.abs(first.astype(int) - real.astype(int)).mean() < 3  # the same picture, resized back
+    assert world.step(0).shape == real.shape
+
+
+def test_key_map_from_true_labels():
+    codes = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    truth = np.array([1, 1, 0, 2, 2, 0, 0, 0, 1])
+    m = map_from_labels(codes, truth, ["stay", "up", "down"], 3, "test")
+    assert m.labels == ["up", "down", "stay"]
+    assert m.confidence == pytest.approx([2 / 3, 1.0, 3 / 4])
+    assert m.keys == {"up": 0, "down": 1, "stay": 2}
+
+
+def test_key_map_prefers_the_most_seen_code_for_a_shared_label():
+    m = map_from_labels(np.array([0, 1, 1, 2]), np.array([1, 1, 1, 0]), ["stay", "up"], 3, "test")
+    assert m.labels == ["up", "up", "stay"] and m.keys == {"up": 1, "stay": 2}
+
+
+class ShiftingLam(torch.nn.Module):
+    """A stand-in LAM whose code c moves a bright bar by (-2, +2, 0) rows: a known effect to recover."""
+
+    num_actions = 3
+
+    def decode(self, frames, actions):
+        shifts = {0: -2, 1: 2, 2: 0}
+        prev = frames[:, :-1]
+        out = torch.stack(
+            [
+                torch.stack([prev[b, t].roll(shifts[int(a)], dims=-2) for t, a in enumerate(actions[b])])
+                for b in range(frames.shape[0])
+            ]
+        )
+        return out
+
+
+def test_key_map_read_from_the_frames_without_labels():
+    frames = torch.zeros(4, 3, 3, 24, 32)
+    for b in range(4):
+        frames[b, :, :, 8 + b : 14 + b, 28:30] = 1.0  # a paddle at different heights
+    m = map_from_frames(ShiftingLam(), frames)
+    assert m.labels == ["up", "down", "stay"]
+    assert min(m.confidence) == 1.0
+
+
+def test_world_env_passes_gymnasiums_checker(models):
+    from gymnasium.utils.env_checker import check_env
+
+    env = WorldEnv(models=models, max_steps=5)
+    check_env(env, skip_render_check=False)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    for t in range(5):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert reward == 0.0 and not terminated and truncated == (t == 4)
+        assert info["label"] in env.action_labels
+
+
+def test_gymnasium_make_builds_the_registered_env(dynamics_run):
+    import gymnasium
+
+    env = gymnasium.make("genie/World-v0", checkpoint=dynamics_run, max_steps=3)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (72, 128, 3)
+    env.close()
+
+
+# --- the play server ---
+
+
+def frames_of(ws, n: int) -> list[dict]:
+    got = []
+    while len(got) < n:
+        msg = json.loads(ws.receive_text())
+        if msg["type"] == "frame":
+            got.append(msg)
+    return got
+
+
+def test_server_plays_and_answers_bad_messages_without_dying(keyed, tmp_path):
+    app = create_app(keyed, fps=200, record_dir=tmp_path / "rec")
+    with TestClient(app) as client:
+        page = client.get("/").text
+        assert "<canvas" in page and "/ws" in page
+        info = client.get("/info").json()
+        assert set(info["keys"]) <= {"up", "down", "stay", "left", "right"} and info["mapping_text"]
+        with client.websocket_connect("/ws") as ws:
+            first = frames_of(ws, 2)
+            assert first[0]["image"].startswith("data:image/png;base64,")
+            for bad in (
+                "not json",
+                json.dumps({"type": "warp"}),
+                json.dumps({"type": "key", "action": "jump"}),
+                json.dumps({"type": "reset", "seed": "x"}),
+                "x" * 2000,
+            ):
+                ws.send_text(bad)
+                while json.loads(ws.receive_text())["type"] != "error":
+                    pass
+            ws.send_text(json.dumps({"type": "key", "action": next(iter(info["keys"]))}))
+            later = frames_of(ws, 2)
+            assert later[-1]["step"] > first[-1]["step"]  # still playing
+
+
+def test_server_seeded_resets_replay_and_keys_change_the_frames(keyed, tmp_path):
+    app = create_app(keyed, fps=200, record_dir=tmp_path)
+    keys = keyed.actions.keys
+
+    def play(label: str) -> int:
+        with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "key", "action": label}))
+            ws.send_text(json.dumps({"type": "reset", "seed": 7}))
+            while True:  # frames after the seeded reset
+                msg = json.loads(ws.receive_text())
+                if msg["type"] == "frame" and msg["latent"] is None and msg["step"] == 0:
+                    break
+            while True:
+                msg = json.loads(ws.receive_text())
+                if msg["type"] == "frame" and msg["step"] == 3:
+                    assert msg["latent"] == keys[label]
+                    return msg["checksum"]
+
+    labels = list(keys)
+    assert play(labels[0]) == play(labels[0])
+    assert len({play(label) for label in labels}) > 1
+
+
+def test_server_rate_limit_and_separate_tabs(keyed, tmp_path):
+    app = create_app(keyed, fps=100, record_dir=tmp_path)
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/ws") as a,
+        client.websocket_connect("/ws") as b,
+    ):
+        for _ in range(RATE + 5):
+            a.send_text(json.dumps({"type": "pause", "on": False}))
+        errors = 0
+        while errors == 0:
+            msg = json.loads(a.receive_text())
+            errors += msg["type"] == "error" and "messages a second" in msg["message"]
+        a.send_text(json.dumps({"type": "pause", "on": True}))
+        assert frames_of(b, 3)[-1]["step"] >= 2  # the other tab plays on
+
+
+def test_server_records_a_session_to_mp4(keyed, tmp_path):
+    app = create_app(keyed, fps=100, record_dir=tmp_path / "rec")
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "record", "on": True}))
+            frames_of(ws, 4)
+            ws.send_text(json.dumps({"type": "record", "on": False}))
+            while (msg := json.loads(ws.receive_text()))["type"] != "recording" or msg["on"]:
+                pass
+        assert msg["url"].startswith("/recordings/") and Path(msg["path"]).stat().st_size > 0
+        assert client.get(msg["url"]).headers["content-type"] == "video/mp4"
+        assert client.get("/recordings/..%2Fsecret.mp4").status_code == 404
+
+
+def test_play_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys, upstream):
+    assert main(["play", "--checkpoint", str(tmp_path / "nope"), "--no_browser"]) == 2
+    assert main(["play", "--checkpoint", str(upstream["lam"]), "--no_browser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
+    out = tmp_path / "report"
+    runs = [str(upstream["tokenizer"]), str(upstream["lam"]), str(dynamics_run)]
+    assert main(["report", "--runs", *runs, "--eval_dir", str(tmp_path / "ev"), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "report.json").read_text())
+    assert set(summary["runs"]) == {"tokenizer", "lam", "dynamics"}
+    assert summary["play"]["frames"] > 40 and (out / "assets" / "play.gif").is_file()
+    assert "play.gif" in page and "loss_curve.png" in page
+    with Image.open(out / "assets" / "play.gif") as gif:
+        assert gif.n_frames == summary["play"]["frames"]

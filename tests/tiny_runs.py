@@ -1,0 +1,51 @@
+"""The smallest real configs of the three stages, for tests that need trained (2-step) runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+SMALL = {"num_layers": 1, "d_model": 32, "num_heads": 2}
+TOKENIZER = {
+    "model": {
+        "encoder": SMALL,
+        "decoder": SMALL,
+        "codebook": {"num_codes": 32, "latent_dim": 8},
+        "patch_size": 8,
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
+}
+LAM = {
+    "model": {
+        "encoder": SMALL,
+        "decoder": SMALL,
+        "codebook": {"num_codes": 3, "latent_dim": 8},
+        "patch_size": 8,
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
+}
+DYNAMICS = {
+    "model": {
+        "architecture": {**SMALL, "qk_normalization": True},
+        "token_embedding": {"vocab_size": 32},
+        "action_embedding": {"num_actions": 3},
+    },
+    "data": {"sequence_length": 4, "batch_size": 2},
+    "training": {
+        "max_steps": 2,
+        "warmup_steps": 1,
+        "eval_every": 2,
+        "save_every": 2,
+        "eval_batches": 1,
+        "eval_rollouts": 2,
+    },
+    "inference": {"maskgit_steps": 2, "temperature": 1.0},
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
