@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline at the tiny preset on a laptop CPU, from nothing to evaluated models.
 
-Today: collect Pong (frames + true actions) -> train and evaluate the tiny tokenizer -> train and evaluate
-the tiny latent action model (scored against the true actions it never saw). Dynamics and play extend this.
+Collect Pong (frames + true actions) -> train and evaluate the tiny tokenizer -> the tiny latent action
+model (scored against the true actions it never saw) -> the tiny dynamics model on both (rollouts and
+controllability) -> one HTML report with a play GIF -> how to play the result in the browser.
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
     from genie.data.store import ensure_dataset
 
     t0 = time.perf_counter()
-    print("== 1/3 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
+    print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
     ensure_dataset(data_dir, "pong")
-    print("== 2/3 tokenizer: tiny preset on CPU ==")
+    print("== 2/5 tokenizer: tiny preset on CPU (~8 min) ==")
     train("tokenizer", data_dir, max_steps)
-    reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"))
+    reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"), key=_mtime)
     if reports:
         metrics = json.loads(reports[-1].read_text())["metrics"]
         keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
         print("tokenizer validation: " + ", ".join(f"{k[4:]}={metrics[k]:.3f}" for k in keys))
         print(f"videos and JSON: {reports[-1].parent}/")
-    print("== 3/3 latent action model: tiny preset on CPU (~8 min) ==")
+    print("== 3/5 latent action model: tiny preset on CPU (~5 min) ==")
     train("lam", data_dir, max_steps)
-    reports = sorted(Path("evaluations/lam").glob("visual_eval_step_*.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted(Path("evaluations/lam").glob("visual_eval_step_*.json"), key=_mtime)
     if reports:
         m = json.loads(reports[-1].read_text())["metrics"]  # Pong from ALE: true actions are there
         usage = " / ".join(f"{v:.2f}" for k, v in m.items() if k.startswith("val/usage_"))
@@ -45,12 +46,42 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
             f"{m['val/psnr_changed']:.2f} dB ({m['val/action_gain_db']:+.2f} dB over shuffled actions)"
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
+    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~8 min) ==")
+    tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
+    train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
+    dynamics = latest_run("dynamics")
+    reports = sorted(Path("evaluations/dynamics").glob("dynamics_comparison_step_*.json"), key=_mtime)
+    if reports:
+        m = json.loads(reports[-1].read_text())["metrics"]
+        last = max(int(k.rsplit("_t", 1)[1]) for k in m if k.startswith("val/rollout_psnr_t"))
+        h = min(4, last)
+        print(
+            f"dynamics validation: token accuracy {m['val/token_acc']:.3f}; autoregressive rollout PSNR "
+            f"{m['val/rollout_psnr']:.2f} dB (t=1: {m['val/rollout_psnr_t1']:.2f}, t={last}: "
+            f"{m[f'val/rollout_psnr_t{last}']:.2f}); ΔtPSNR@{h} {m[f'val/delta_psnr_t{h}']:+.3f} dB, "
+            f"on moving pixels {m[f'val/delta_psnr_moving_t{h}']:+.3f} dB"
+        )
+        print(f"videos and JSON: {reports[-1].parent}/")
+    print("== 5/5 report ==")
+    if genie(["report", "--runs", str(tokenizer), str(lam), str(dynamics)]) != 0:
+        sys.exit(1)
     print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min.")
-    print("next: the dynamics and play stages (issues 6-7) extend this demo.")
+    print(f"play it: .venv/bin/genie play --checkpoint {dynamics}   (arrow keys or W/S; opens your browser)")
 
 
-def train(stage: str, data_dir: Path, max_steps: int | None) -> None:
-    args = ["train", stage, "--config", str(ROOT / f"configs/tiny/{stage}.yaml")]
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
+def latest_run(stage: str) -> Path:
+    runs = sorted(Path(f"checkpoints/{stage}").glob("run_*"))
+    if not runs:
+        sys.exit(f"error: no {stage} run under checkpoints/{stage}/")
+    return runs[-1]
+
+
+def train(stage: str, data_dir: Path, max_steps: int | None, *extra: str) -> None:
+    args = ["train", stage, "--config", str(ROOT / f"configs/tiny/{stage}.yaml"), *extra]
     args += ["--data_dir", str(data_dir), "--dataset", "pong", "--device", "auto"]
     if max_steps:
         args += ["--max_steps", str(max_steps)]

@@ -83,7 +83,7 @@ def test_greedy_one_step_sampling_is_argmax(model):
     expected = model(torch.cat([tokens[:, :2], masked], 1), actions[:, :2])[:, 2].argmax(-1)
     out = model.sample_next(actions[:, 1], cache, SamplingConfig(steps=1, temperature=0.0))
     torch.testing.assert_close(out, expected)
-    assert cache.position == 3
+    assert cache.next_position == 3
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
@@ -106,3 +106,28 @@ def test_rollout_shapes_and_sampled_tokens_are_real(model):
 def test_bad_sampling_parameters(steps, temperature):
     with pytest.raises(ValueError):
         SamplingConfig(steps=steps, temperature=temperature)
+
+
+@pytest.mark.parametrize("window", [8, 3])
+def test_pending_frame_pass_equals_caching_each_frame_first(model, window):
+    """sample_next leaves its frame pending and caches it in the next frame's first pass (one pass fewer);
+    the tokens must equal those of caching every frame right away, also when the window slides."""
+    tokens, actions = clip(T=3)
+    sampling = SamplingConfig(steps=2, temperature=0.0)
+    none = torch.full((2,), A)
+    fast, slow = FrameCache(window), FrameCache(window)
+    for cache in (fast, slow):
+        model.observe(tokens[:, 0], none, cache)
+        model.observe(tokens[:, 1], actions[:, 0], cache)
+    for t in range(5):
+        action = torch.tensor([t % A, (t + 1) % A])
+        got = model.sample_next(action, fast, sampling)
+        want = model.sample_next(action, slow, sampling)
+        slow.pending = None
+        model.observe(want, action, slow)  # cache it alone, right away
+        torch.testing.assert_close(got, want)
+        masked = torch.full_like(got, model.mask_id)  # the next frame's first round, with / without pending
+        fast_logits, _ = model._frame_logits(masked, action, fast)
+        slow_logits, _ = model._frame_logits(masked, action, slow)
+        torch.testing.assert_close(fast_logits, slow_logits, atol=1e-5, rtol=1e-4)
+    assert fast.next_position == slow.next_position == 7 and fast.pending is None

@@ -72,10 +72,12 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         return q, k, v
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False) -> Tensor:
-        """Heads q [B, h, Lq, hd], k/v [B, h, Lk, hd] -> [B, Lq, D]."""
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, mask: Tensor | None = None
+    ) -> Tensor:
+        """Heads q [B, h, Lq, hd], k/v [B, h, Lk, hd] -> [B, Lq, D]; mask [Lq, Lk] bool: True may attend."""
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=drop)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=drop)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
     def forward(
@@ -119,12 +121,17 @@ class STBlock(nn.Module):
         return x + self.drop(self.mlp(self.norm3(x)))
 
     def forward_cached(
-        self, x: Tensor, rotary: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None
+        self,
+        x: Tensor,
+        rotary: tuple[Tensor, Tensor],
+        past: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One new frame x [B, 1, N, D] against cached past keys/values [(B N), h, P, hd].
+        """New frames x [B, T, N, D] against cached past keys/values [(B N), h, P, hd]; `mask` [T, P+T]
+        says which keys each new frame sees (None: all, for one new frame).
 
-        Returns the block output and this frame's own (k, v) for the cache. Equals `forward` over the
-        whole clip at its last frame (causal), at the cost of one frame instead of all of them.
+        Returns the block output and the new frames' own (k, v). Equals `forward` over the whole clip at
+        its last frames (causal), at the cost of the new frames instead of all of them.
         """
         B = x.shape[0]
         x = rearrange(x, "b t n d -> (b t) n d")
@@ -132,7 +139,7 @@ class STBlock(nn.Module):
         x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
         q, k, v = self.temporal.project(self.norm2(x), rotary)
         keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-        x = x + self.temporal.attend(q, keys, values)
+        x = x + self.temporal.attend(q, keys, values, mask=mask)
         x = rearrange(x, "(b n) t d -> b t n d", b=B)
         return x + self.mlp(self.norm3(x)), (k, v)
 
@@ -143,18 +150,27 @@ class FrameCache:
 
     window: int
     layers: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per block: k, v [(B N), h, P, hd]
-    position: int = 0  # temporal position of the next frame
+    position: int = 0  # temporal position of the next frame to join the cache
+    # A generated frame not cached yet (tokens [B, N], action [B]): it joins in the next frame's first
+    # pass, batched with it, which saves one pass of the network per generated frame.
+    pending: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def next_position(self) -> int:
+        """Temporal position of the next frame to generate (after the pending one, if any)."""
+        return self.position + (self.pending is not None)
 
     def append(self, new: list[tuple[Tensor, Tensor]]) -> None:
+        """Add frames' (k, v) per block [(B N), h, t, hd]; keep the last window - 1 frames."""
+        keep = self.window - 1
         if not self.layers:
-            self.layers = new
+            self.layers = [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in new]
         else:
-            keep = self.window - 1
             self.layers = [
                 (torch.cat([k, nk], 2)[:, :, -keep:], torch.cat([v, nv], 2)[:, :, -keep:])
                 for (k, v), (nk, nv) in zip(self.layers, new, strict=True)
             ]
-        self.position += 1
+        self.position += new[0][0].shape[2]
 
 
 class STTransformer(nn.Module):
@@ -178,16 +194,29 @@ class STTransformer(nn.Module):
         return self.norm(x)
 
     def forward_cached(
-        self, x: Tensor, position: int, past: list[tuple[Tensor, Tensor]] | None
+        self,
+        x: Tensor,
+        position: int,
+        past: list[tuple[Tensor, Tensor]] | None,
+        window: int | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """One new frame x [B, 1, N, D] at temporal `position`, given each block's cached past (k, v).
+        """New frames x [B, T, N, D] from temporal `position` on, given each block's cached past (k, v).
 
-        Rotary positions make attention depend on offsets only, so a cache trimmed to a sliding
-        window stays valid. Returns [B, 1, N, D] and this frame's (k, v) for each block.
+        Each new frame sees the cached frames and the new ones up to itself, at most `window` frames in
+        all. Rotary positions make attention depend on offsets only, so a cache trimmed to a sliding
+        window stays valid. Returns [B, T, N, D] and the new frames' (k, v) for each block.
         """
-        rotary = rotary_cos_sin(torch.tensor([position], device=x.device), self.head_dim)
+        T, P = x.shape[1], (past[0][0].shape[2] if past else 0)
+        rotary = rotary_cos_sin(torch.arange(position, position + T, device=x.device), self.head_dim)
+        mask = None
+        if T > 1 or (window is not None and window <= P):
+            offset = (
+                torch.arange(position, position + T, device=x.device)[:, None]
+                - torch.arange(position - P, position + T, device=x.device)[None, :]
+            )  # query frame minus key frame
+            mask = (offset >= 0) & (offset < (window if window is not None else P + T))
         new_kv = []
         for i, block in enumerate(self.blocks):
-            x, kv = block.forward_cached(x, rotary, past[i] if past else None)
+            x, kv = block.forward_cached(x, rotary, past[i] if past else None, mask)
             new_kv.append(kv)
         return self.norm(x), new_kv
