@@ -154,6 +154,7 @@ def _cmd_play(args: argparse.Namespace) -> None:
         fps=fps,
         open_browser=not args.no_browser,
         record_dir=args.record_dir,
+        prompt=args.prompt,
     )
 
 
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_nonnegative_float, help="frames a second (default: the dataset's rate)")
     p.add_argument("--steps", type=_positive_int, help="MaskGIT steps per frame (default: the config's)")
     p.add_argument("--temperature", type=_nonnegative_float, help="sampling temperature (0 = greedy)")
+    p.add_argument(
+        "--prompt", type=Path, help="an image or video file to start from (default: held-out data)"
+    )
     p.add_argument("--record_dir", type=Path, default=Path("evaluations/play"), help="where recordings go")
     p.add_argument("--no_browser", action="store_true", help="do not open a browser tab")
     p.set_defaults(func=_cmd_play)

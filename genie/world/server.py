@@ -62,7 +62,14 @@ def png_data_url(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def create_app(models: WorldModels, *, fps: float, record_dir: Path = Path("evaluations/play")) -> FastAPI:
+def create_app(
+    models: WorldModels,
+    *,
+    fps: float,
+    record_dir: Path = Path("evaluations/play"),
+    prompt: Path | None = None,
+) -> FastAPI:
+    """The app; `prompt` (an image or video file) starts every tab, later resets draw held-out episodes."""
     app = FastAPI(title="genie play", docs_url=None, redoc_url=None)
     keys = models.actions.keys  # label -> latent code
     page = resources.files("genie.world").joinpath("static/index.html").read_text()
@@ -125,7 +132,8 @@ def create_app(models: WorldModels, *, fps: float, record_dir: Path = Path("eval
                 seed, session.pending_reset = session.pending_reset, -1
                 if seed is not None:
                     session.world.seed(seed)
-                frame = await asyncio.to_thread(session.world.reset)
+                first = session.world.frame is None
+                frame = await asyncio.to_thread(session.world.reset, prompt if first else None)
                 code = None
             elif session.paused:
                 await asyncio.sleep(period)
@@ -213,13 +221,22 @@ def _stop_recording(session: Session, record_dir: Path, fps: float) -> dict:
 
 
 def serve(
-    models: WorldModels, *, host: str, port: int, fps: float, open_browser: bool, record_dir: Path
+    models: WorldModels,
+    *,
+    host: str,
+    port: int,
+    fps: float,
+    open_browser: bool,
+    record_dir: Path,
+    prompt: Path | None = None,
 ) -> None:
     import uvicorn
 
     if fps <= 0:
         raise GenieError(f"--fps {fps}: expected a number > 0")
-    app = create_app(models, fps=fps, record_dir=record_dir)
+    if prompt is not None:
+        World(models).reset(prompt)  # a bad file is one line now, not an error in every tab
+    app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt)
     url = f"http://{host}:{port}/"
     print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
     for line in models.actions.describe():
