@@ -185,6 +185,9 @@ def test_server_plays_and_answers_bad_messages_without_dying(keyed, tmp_path):
                 ws.send_text(bad)
                 while json.loads(ws.receive_text())["type"] != "error":
                     pass
+            ws.send_bytes(b"\x00\x01")
+            while json.loads(ws.receive_text())["type"] != "error":
+                pass
             ws.send_text(json.dumps({"type": "key", "action": next(iter(info["keys"]))}))
             later = frames_of(ws, 2)
             assert later[-1]["step"] > first[-1]["step"]  # still playing
@@ -244,11 +247,22 @@ def test_server_records_a_session_to_mp4(keyed, tmp_path):
         assert client.get("/recordings/..%2Fsecret.mp4").status_code == 404
 
 
-def test_play_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys, upstream):
+def test_play_refuses_bad_input_in_one_line(tmp_path, capsys, upstream, dynamics_run):
     assert main(["play", "--checkpoint", str(tmp_path / "nope"), "--no_browser"]) == 2
     assert main(["play", "--checkpoint", str(upstream["lam"]), "--no_browser"]) == 2
+    bad_prompt = ["--prompt", str(tmp_path / "missing.png"), "--no_browser"]
+    assert main(["play", "--checkpoint", str(dynamics_run), *bad_prompt]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+
+
+def test_server_starts_each_tab_from_the_given_prompt(keyed, tmp_path):
+    real = np.array(keyed.store.frames[20])
+    Image.fromarray(real).save(tmp_path / "start.png")
+    app = create_app(keyed, fps=100, record_dir=tmp_path, prompt=tmp_path / "start.png")
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        first = frames_of(ws, 1)[0]
+    assert first["latent"] is None and first["checksum"] == int(real.astype(np.int64).sum())
 
 
 def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
@@ -262,3 +276,32 @@ def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
     assert "play.gif" in page and "loss_curve.png" in page
     with Image.open(out / "assets" / "play.gif") as gif:
         assert gif.n_frames == summary["play"]["frames"]
+
+
+def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, monkeypatch):
+    app = create_app(keyed, fps=100, record_dir=tmp_path)
+
+    def broken(self, action):
+        raise RuntimeError("out of memory")
+
+    with TestClient(app) as client:
+        monkeypatch.setattr(World, "step", broken)
+        with client.websocket_connect("/ws") as ws:
+            while (msg := json.loads(ws.receive_text()))["type"] != "error":
+                pass
+            assert "the world stopped: out of memory" in msg["message"]
+        monkeypatch.undo()
+        with client.websocket_connect("/ws") as ws:
+            assert frames_of(ws, 3)[-1]["step"] >= 2
+
+
+def test_report_assets_of_the_same_name_do_not_overwrite_each_other(tmp_path):
+    from genie.evaluation.report import _asset
+
+    (tmp_path / "long_video").mkdir()
+    (tmp_path / "x.mp4").write_bytes(b"short")
+    (tmp_path / "long_video" / "x.mp4").write_bytes(b"long")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    a, b = _asset(tmp_path / "x.mp4", assets, "dyn"), _asset(tmp_path / "long_video" / "x.mp4", assets, "dyn")
+    assert a != b and (tmp_path / a).read_bytes() == b"short" and (tmp_path / b).read_bytes() == b"long"

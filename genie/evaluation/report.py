@@ -129,6 +129,8 @@ def _horizon_table(metrics: dict[str, float]) -> str:
 
 def _asset(src: Path, assets: Path, prefix: str) -> str:
     dst = assets / f"{prefix}_{src.name}"
+    if dst.exists():  # long_video/x.mp4 beside x.mp4
+        dst = assets / f"{prefix}_{src.parent.name}_{src.name}"
     shutil.copyfile(src, dst)
     return f"assets/{dst.name}"
 

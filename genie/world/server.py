@@ -111,8 +111,13 @@ def create_app(
         sender = asyncio.create_task(_run(ws, session))
         try:
             while True:
-                text = await ws.receive_text()
-                reply = _handle(session, text, keys, record_dir, fps)
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is None:
+                    reply = {"type": "error", "message": "binary messages are not part of the protocol"}
+                else:
+                    reply = _handle(session, message["text"], keys, record_dir, fps)
                 if reply is not None:
                     await ws.send_text(json.dumps(reply))
         except (WebSocketDisconnect, RuntimeError):
@@ -123,6 +128,17 @@ def create_app(
                 await sender
 
     async def _run(ws: WebSocket, session: Session) -> None:
+        """Play the tab; if the world fails (a bad model, out of memory), say so to the tab and stop."""
+        try:
+            await _play(ws, session)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as e:  # whatever broke, the tab hears it and the server lives on
+            with suppress(Exception):
+                await ws.send_text(json.dumps({"type": "error", "message": f"the world stopped: {e}"}))
+                await ws.close()
+
+    async def _play(ws: WebSocket, session: Session) -> None:
         """Step the world at `fps` (or as fast as the model allows) and send each frame."""
         period, shown, t_shown = 1.0 / fps, 0, time.perf_counter()
         measured = 0.0
