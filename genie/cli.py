@@ -146,7 +146,11 @@ def _cmd_play(args: argparse.Namespace) -> None:
     from genie.world.server import serve
 
     models = _load_world(args)
-    fps = args.fps or models.stage.config.data.fps
+    manifest = models.store.manifest
+    native = (
+        60 / manifest["frameskip"] if manifest.get("source") == "ale" and manifest.get("frameskip") else None
+    )
+    fps = args.fps or native or models.stage.config.data.fps  # ALE runs at 60 Hz, one frame per frameskip
     serve(
         models,
         host=args.host,
@@ -222,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=_positive_int, default=8000)
-    p.add_argument("--fps", type=_nonnegative_float, help="frames a second (default: the dataset's rate)")
+    p.add_argument(
+        "--fps",
+        type=_nonnegative_float,
+        help="frames a second (default: the game's, e.g. 15 for Pong's frameskip 4)",
+    )
     p.add_argument("--steps", type=_positive_int, help="MaskGIT steps per frame (default: the config's)")
     p.add_argument("--temperature", type=_nonnegative_float, help="sampling temperature (0 = greedy)")
     p.add_argument(

@@ -62,9 +62,17 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
             f"on moving pixels {m[f'val/delta_psnr_moving_t{h}']:+.3f} dB"
         )
         print(f"videos and JSON: {reports[-1].parent}/")
-    print("== 5/5 report ==")
+    print("== 5/5 report (and how well the keys control the paddle) ==")
     if genie(["report", "--runs", str(tokenizer), str(lam), str(dynamics)]) != 0:
         sys.exit(1)
+    control = json.loads(Path("evaluations/report/report.json").read_text()).get("control")
+    if control:
+        real = control.get("real") or {}
+        print(
+            f"control: holding 'up' moved the paddle up in {control['up_rate']:.0%} of free generated steps, "
+            f"'down' down in {control['down_rate']:.0%} (real frames with true actions: "
+            f"{real.get('up_rate', float('nan')):.0%} / {real.get('down_rate', float('nan')):.0%})"
+        )
     print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min.")
     print(f"play it: .venv/bin/genie play --checkpoint {dynamics}   (arrow keys or W/S; opens your browser)")
 

@@ -305,3 +305,48 @@ def test_report_assets_of_the_same_name_do_not_overwrite_each_other(tmp_path):
     assets.mkdir()
     a, b = _asset(tmp_path / "x.mp4", assets, "dyn"), _asset(tmp_path / "long_video" / "x.mp4", assets, "dyn")
     assert a != b and (tmp_path / a).read_bytes() == b"short" and (tmp_path / b).read_bytes() == b"long"
+
+
+# --- control you can see ---
+
+
+def test_paddle_is_found_in_real_pong_frames_and_not_when_painted_over(models):
+    from genie.data.frames import median_background
+    from genie.world.control import paddle_of, paddle_row
+
+    store = models.store
+    paddle = paddle_of(store)
+    rows = [paddle_row(np.asarray(store.frames[t]), paddle) for t in range(20, 120)]
+    found = [r for r in rows if r is not None]
+    assert len(found) > 90 and all(10 < r < 68 for r in found)
+    assert paddle_row(median_background(store), paddle) is None  # the court without paddles
+
+
+def test_control_score_counts_free_steps_that_move_the_way_of_the_key(models):
+    from genie.world.control import _score, paddle_of
+
+    paddle = paddle_of(models.store)
+    rows = [40.0, 38.0, 38.2, None, 30.0, 12.0, 11.0]  # up, still, unseen, unseen, up, at the wall
+    assert _score(rows, -1, paddle, 72, 4.0) == (2, 3)
+    assert _score(rows, +1, paddle, 72, 4.0) == (0, 3)
+
+
+def test_control_rate_on_a_world_and_on_the_real_frames(keyed):
+    from genie.world.control import control_rate
+
+    out = control_rate(keyed, prompts=2, horizon=2)
+    assert out["up_steps"] <= 4 and 0 <= out["paddle_seen"] <= 1
+    assert out["real"]["up_rate"] > 0.7 and out["real"]["down_rate"] > 0.7  # real Pong: keys move it
+
+
+def test_recorded_relative_upstream_paths_resolve_from_any_directory(tmp_path, monkeypatch):
+    from genie.stages.registry import upstream_paths
+
+    root = tmp_path / "project"
+    (root / "checkpoints/tokenizer/run_1").mkdir(parents=True)
+    (root / "checkpoints/dynamics/run_2").mkdir(parents=True)
+    (root / "checkpoints/tokenizer/run_1/checkpoint_step_5.pt").write_bytes(b"x")
+    recorded = {"actions": "lam", "tokenizer": {"path": "checkpoints/tokenizer/run_1/checkpoint_step_5.pt"}}
+    monkeypatch.chdir(tmp_path)  # not the project: the recorded relative path does not exist from here
+    paths = upstream_paths(recorded, root / "checkpoints/dynamics/run_2/checkpoint_step_9.pt")
+    assert Path(paths["tokenizer"]).is_file() and paths["actions"] == "lam"

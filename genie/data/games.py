@@ -17,13 +17,18 @@ from genie.errors import GenieError
 
 @dataclass(frozen=True)
 class Paddle:
-    """Where the agent's paddle lives in RAM and which movement classes move it."""
+    """Where the agent's paddle lives in RAM and in the picture, and which movement classes move it."""
 
     ram_index: int
     top: int  # RAM value when the paddle touches the top wall
     bottom: int  # ... and the bottom wall
     up_class: str
     down_class: str
+    colour: tuple[int, int, int] = (0, 0, 0)  # RGB of the paddle in frames
+    # Where it moves, as fractions of the frame (measured at 72 x 128, so they scale to other sizes):
+    # the column band it occupies, and the range of its centre row from one wall to the other.
+    columns: tuple[float, float] = (0.0, 1.0)
+    centre_rows: tuple[float, float] = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,16 @@ class GameFacts:
 
 KNOWN_GAMES: dict[str, GameFacts] = {
     "pong": GameFacts(
-        paddle=Paddle(ram_index=51, top=38, bottom=203, up_class="RIGHT", down_class="LEFT"),
+        paddle=Paddle(
+            ram_index=51,
+            top=38,
+            bottom=203,
+            up_class="RIGHT",
+            down_class="LEFT",
+            colour=(92, 186, 92),
+            columns=(111 / 128, 116 / 128),  # the score digits share the colour further left
+            centre_rows=(15 / 72, 64.5 / 72),  # measured over 4,000 frames at 72 rows
+        ),
         movement_names={"NOOP": "stay", "RIGHT": "up", "LEFT": "down"},
     ),
 }

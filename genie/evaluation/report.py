@@ -103,6 +103,13 @@ def play_gif(dynamics_run: Path, out: Path) -> dict[str, Any]:
     }
 
 
+def _control(dynamics_run: Path) -> dict | None:
+    from genie.world import WorldModels
+    from genie.world.control import control_rate
+
+    return control_rate(WorldModels.load(dynamics_run))
+
+
 def _table(metrics: dict[str, float], keys: list[str] | None = None) -> str:
     rows = keys if keys is not None else sorted(metrics)
     body = "".join(
@@ -199,6 +206,17 @@ def write_report(
     if gif and "dynamics" in chosen:
         play = play_gif(chosen["dynamics"], assets / "play.gif")
         summary["play"] = play
+        summary["control"] = control = _control(chosen["dynamics"])
+        if control is not None:
+            real = control.get("real") or {}
+            sections.append(
+                "<h2>control you can see</h2><p>From the same held-out prompts, holding the key mapped to "
+                f"&quot;up&quot; moved the agent's paddle up in {control['up_rate']:.0%} of "
+                f"{control['up_steps']} free generated steps, &quot;down&quot; moved it down in "
+                f"{control['down_rate']:.0%} of {control['down_steps']} (real frames with the true actions: "
+                f"{real.get('up_rate', float('nan')):.0%} / {real.get('down_rate', float('nan')):.0%}); "
+                f"paddle found in {control['paddle_seen']:.0%} of generated frames.</p>"
+            )
         keys = " ".join(f"{k}x{n}" for k, n in PLAY_SCRIPT)
         sections.append(
             f"<h2>play</h2><p>scripted keys: {keys}; {play['median_ms_per_frame']} ms a frame "

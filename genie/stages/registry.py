@@ -43,16 +43,28 @@ def stage_from_checkpoint(
         if not (root / "manifest.json").is_file():
             root = Path(data_dir or "data") / info.get("name", "")
         store = EpisodeStore.open(root)
-    extra = {"upstream": upstream_paths(ckpt["upstream"])} if "upstream" in ckpt else {}
+    extra = {"upstream": upstream_paths(ckpt["upstream"], Path(ckpt["path"]))} if "upstream" in ckpt else {}
     stage = cls(config, store, device, **extra)
     model = stage.build()
     load_model_state(model, ckpt["model"], ckpt["path"])
     return stage, model.to(device).eval(), ckpt
 
 
-def upstream_paths(recorded: dict) -> dict:
-    """The {tokenizer, lam, actions} paths a dynamics checkpoint was trained with, from its records."""
-    return {k: (v["path"] if isinstance(v, dict) else v) for k, v in recorded.items()}
+def upstream_paths(recorded: dict, checkpoint: Path) -> dict:
+    """The {tokenizer, lam, actions} paths a dynamics checkpoint was trained with, from its records.
+
+    A relative path was relative to where training ran; when it does not exist from here, it is looked
+    up from the checkpoint's own project (ROOT/checkpoints/dynamics/run_X/ckpt.pt -> ROOT), so a
+    world loads from any working directory.
+    """
+    paths = {}
+    for key, value in recorded.items():
+        path = value["path"] if isinstance(value, dict) else value
+        if isinstance(value, dict) and not Path(path).exists() and not Path(path).is_absolute():
+            beside = checkpoint.resolve().parents[3] / path
+            path = str(beside) if beside.exists() else path
+        paths[key] = path
+    return paths
 
 
 def model_from_checkpoint(name: str, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:

@@ -75,7 +75,7 @@ def _stage_kwargs(stage_name: str, args: argparse.Namespace, resume: dict | None
     if stage_name != "dynamics":
         return {}
     if resume is not None:
-        return {"upstream": upstream_paths(resume["upstream"])}
+        return {"upstream": upstream_paths(resume["upstream"], Path(resume["path"]))}
     if args.tokenizer_path is None:
         raise GenieError(
             "the dynamics stage needs --tokenizer_path (a tokenizer checkpoint or run directory)"

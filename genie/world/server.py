@@ -21,6 +21,7 @@ import base64
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
@@ -71,6 +72,13 @@ def create_app(
 ) -> FastAPI:
     """The app; `prompt` (an image or video file) starts every tab, later resets draw held-out episodes."""
     app = FastAPI(title="genie play", docs_url=None, redoc_url=None)
+    # All model calls run on one worker thread, so tabs take turns on the cores instead of several torch
+    # calls (each with its own intra-op threads) oversubscribing them; the event loop stays free.
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genie-world")
+
+    async def run_model(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(model_thread, fn, *args)
+
     keys = models.actions.keys  # label -> latent code
     page = resources.files("genie.world").joinpath("static/index.html").read_text()
     seeds = iter(range(1, 1 << 62))
@@ -149,14 +157,14 @@ def create_app(
                 if seed is not None:
                     session.world.seed(seed)
                 first = session.world.frame is None
-                frame = await asyncio.to_thread(session.world.reset, prompt if first else None)
+                frame = await run_model(session.world.reset, prompt if first else None)
                 code = None
             elif session.paused:
                 await asyncio.sleep(period)
                 continue
             else:
                 code = keys.get(session.action, keys.get("stay", 0))
-                frame = await asyncio.to_thread(session.world.step, code)
+                frame = await run_model(session.world.step, code)
             if session.recording is not None:
                 session.recording.append(frame)
                 if len(session.recording) >= MAX_RECORDING:

@@ -1,12 +1,12 @@
 """Play speed: frames/s of the world's step (MaskGIT over one frame + decoding it) at the tiny preset.
 
-    .venv/bin/python benchmarks/play_speed.py [--frames 60] [--steps 1 4 8] [--device cpu]
+    .venv/bin/python benchmarks/play_fps.py [--frames 60] [--steps 1 4 8] [--device cpu]
 
 The tiny tokenizer and dynamics configs, randomly initialised (speed depends on shapes, not weights).
 For each MaskGIT step count: with the per-frame KV cache (what `World.step` does: the network runs over
 the new frame only) and without it (the whole window re-run every round, and the whole window decoded),
 interleaved in one run, so their ratio holds on a noisy machine; the median and the best of --repeats
-are kept (other jobs only ever slow a run down). Writes benchmarks/results/play_speed.json.
+are kept (other jobs only ever slow a run down). Writes benchmarks/results/play_fps.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from genie.models.st_transformer import FrameCache
 from genie.models.tokenizer import VideoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "play_speed.json"
+RESULTS = Path(__file__).parent / "results" / "play_fps.json"
 
 
 def build(device: torch.device) -> tuple[VideoTokenizer, DynamicsModel, int]:
@@ -88,7 +88,7 @@ def main() -> None:
     torch.manual_seed(0)
     tok, dyn, window = build(device)
     results: dict[str, object] = {
-        "benchmark": "play_speed",
+        "benchmark": "play_fps",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": str(device),
         "cpu": platform.processor() or platform.machine(),
