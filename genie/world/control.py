@@ -54,7 +54,7 @@ def _score(rows: list[float | None], sign: int, paddle: Paddle, h: int, margin: 
 
 
 def control_rate(
-    models: WorldModels, *, prompts: int = 32, horizon: int = 4, margin: float = 4.0, seed: int = 0
+    models: WorldModels, *, prompts: int = 64, horizon: int = 4, margin: float = 4.0, seed: int = 0
 ) -> dict | None:
     """Rates for the generated world and for the real data; None when the game's paddle is unknown."""
     store = models.store
