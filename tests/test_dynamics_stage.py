@@ -67,6 +67,10 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     ev = tmp_path / "ev" / "dynamics"
     assert (ev / "dynamics_comparison_step_2.mp4").is_file()
     assert (ev / "long_video" / "dynamics_comparison_step_2.mp4").is_file()
+    # a copy per run: another run evaluated at step 2 (say the oracle) replaces the files above
+    kept = ev / "runs" / run.name
+    assert (kept / "dynamics_comparison_step_2.json").is_file()
+    assert (kept / "long_video" / "dynamics_comparison_step_2.mp4").is_file()
     metrics = json.loads((ev / "dynamics_comparison_step_2.json").read_text())["metrics"]
     for key in ("val/token_acc", "val/rollout_psnr", "val/delta_psnr_t2", "val/delta_psnr_moving_t2"):
         assert key in metrics

@@ -46,7 +46,8 @@ def stage_of(run: Path) -> str:
 def latest_eval(eval_dir: Path, stage: str, run: Path) -> tuple[Path, dict] | None:
     """The evaluation JSON of this run with the highest step."""
     found = []
-    for path in eval_dir.glob(EVAL_GLOBS[stage]):
+    stage_dir, pattern = EVAL_GLOBS[stage].split("/")
+    for path in [*eval_dir.glob(EVAL_GLOBS[stage]), *eval_dir.glob(f"{stage_dir}/runs/{run.name}/{pattern}")]:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

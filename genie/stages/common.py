@@ -3,6 +3,8 @@ terms, dead-code restarts after each step, and the dataset record kept in every 
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -53,3 +55,16 @@ def dataset_record(store: EpisodeStore, data: Any) -> dict[str, Any]:
         "height": data.height,
         "width": data.width,
     }
+
+
+def keep_per_run(paths: list[Path], checkpoint: dict[str, Any]) -> None:
+    """Copy eval outputs to <their folder>/runs/<run name>/ as well. The user's file names carry the step
+    but not the run, so a second run evaluated at the same step (say the --actions true oracle beside the
+    LAM's run) replaces them; this copy keeps every run's outputs for comparison and `genie report`."""
+    run = Path(str(checkpoint.get("path", ""))).parent.name or "run"
+    for path in paths:
+        if path.is_file():
+            rel = path.relative_to(paths[0].parent) if path.is_relative_to(paths[0].parent) else path.name
+            dst = paths[0].parent / "runs" / run / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dst)

@@ -31,7 +31,7 @@ from genie.errors import GenieError
 from genie.evaluation.metrics import masked_psnr, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
-from genie.stages.common import dataset_record
+from genie.stages.common import dataset_record, keep_per_run
 from genie.training.stage import Batch
 
 PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the ball's velocity
@@ -256,7 +256,11 @@ class DynamicsStage:
             "sampling": vars(self.sampling),
             "metrics": metrics,
         }
-        (out_dir / f"dynamics_comparison_step_{step}.json").write_text(json.dumps(result, indent=2) + "\n")
+        path = out_dir / f"dynamics_comparison_step_{step}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        keep_per_run(
+            [path, path.with_suffix(".mp4"), out_dir / "long_video" / f"{path.stem}.mp4"], checkpoint
+        )
         return result
 
     def _long_rollout(self, model: DynamicsModel, horizon: int) -> np.ndarray | None:

@@ -24,7 +24,7 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
-from genie.stages.common import dataset_record, restart_dead_codes, vq_objective
+from genie.stages.common import dataset_record, keep_per_run, restart_dead_codes, vq_objective
 from genie.training.stage import Batch
 
 
@@ -126,6 +126,7 @@ class TokenizerStage:
         }
         path = out_dir / f"comparison_checkpoint_step_{step}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
+        keep_per_run([path, path.with_suffix(".mp4"), out_dir / f"{path.stem}_long_7seq.mp4"], checkpoint)
         return result
 
     def _comparison(self, model: nn.Module, clips: Tensor) -> np.ndarray:
