@@ -172,15 +172,18 @@ class DynamicsStage:
         """Generate frames PROMPT_FRAMES.. of clips [B, T, 3, H, W] (float) from their first frames.
 
         Returns decoded frames [B, H, 3, H, W] from the given actions and from uniformly random ones.
+        Both rollouts draw the same sampling noise (common random numbers), so their difference, the
+        ΔtPSNR, measures the actions and not two different draws of the sampler.
         """
-        g = torch.Generator(device=frames.device).manual_seed(seed)
         tokens = self.tokenizer.encode(frames)
         P, T = PROMPT_FRAMES, frames.shape[1]
         window = self.config.data.sequence_length
+        g = torch.Generator(device=frames.device).manual_seed(seed + 1)
         rand = torch.randint(0, model.num_actions, actions.shape, generator=g, device=actions.device)
         rand[:, : P - 1] = actions[:, : P - 1]  # same prompt, random actions only where generating
         out = {}
         for name, acts in (("inferred", actions), ("random", rand)):
+            g = torch.Generator(device=frames.device).manual_seed(seed)  # the same noise for both
             gen = model.rollout(tokens[:, :P], acts[:, : T - 1], self.sampling, window=window, generator=g)
             out[name] = self.tokenizer.decode(torch.cat([tokens[:, :P], gen], 1))[:, P:]
         return out
