@@ -101,6 +101,7 @@ def play_gif(dynamics_run: Path, out: Path) -> dict[str, Any]:
         "median_ms_per_frame": round(ms, 2),
         "frames_per_second": round(1000 / ms, 1),
         "sampling": vars(models.sampling),
+        "actions": "true actions (oracle)" if models.stage.lam is None else "latent actions from the LAM",
     }
 
 
@@ -220,7 +221,8 @@ def write_report(
             )
         keys = " ".join(f"{k}x{n}" for k, n in PLAY_SCRIPT)
         sections.append(
-            f"<h2>play</h2><p>scripted keys: {keys}; {play['median_ms_per_frame']} ms a frame "
+            f"<h2>play</h2><p>a dynamics model trained on {play['actions']}; "
+            f"scripted keys: {keys}; {play['median_ms_per_frame']} ms a frame "
             f"({play['frames_per_second']} frames/s, MaskGIT {play['sampling']['steps']} steps, CPU)</p>"
             f'<img src="assets/{play["gif"]}"><p>play it yourself: '
             f"<code>genie play --checkpoint {html.escape(str(chosen['dynamics']))}</code></p>"
