@@ -177,18 +177,12 @@ class LamModelConfig:
     # an action from the motion it inherits (measured: 87% best possible); two give the velocity (97%).
     # More history lets the decoder guess held actions without the code, the road to a collapsed LAM.
     decoder_context: int = 2
-    # "st": the ST transformer over the frames (Genie's; `encoder` sizes it). "motion": a position-blind
-    # conv net on x_{t+1} - x_t, antisymmetric under an upside-down flip (docs/lam.md: 0.70 vs 0.55 on
-    # Pong, half the speed; `encoder` is then unused). Opt-in until it has been through the demo.
-    encoder_type: str = "st"
 
     def __post_init__(self) -> None:
         if self.patch_size < 1:
             raise ValueError(f"patch_size {self.patch_size}: expected at least 1")
         if self.decoder_context < 1:
             raise ValueError(f"decoder_context {self.decoder_context}: expected at least 1")
-        if self.encoder_type not in ("st", "motion"):
-            raise ValueError(f"encoder_type {self.encoder_type!r}: expected st or motion")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from genie.evaluation.action_metrics import (
     confusion_matrix,
     normalized_mutual_info,
 )
-from genie.models.lam import LatentActionModel, MotionEncoder
+from genie.models.lam import LatentActionModel
 from genie.stages.lam import LamStage
 from genie.training.loop import Trainer
 from genie.training.runtime import Runtime
@@ -55,12 +55,10 @@ def tiny_config(**training) -> LamConfig:
     return config_from_dict(LamConfig, data, "tiny")
 
 
-def tiny_lam(context: int = 2, height: int = 20, width: int = 24, encoder: str = "st") -> LatentActionModel:
+def tiny_lam(context: int = 2, height: int = 20, width: int = 24) -> LatentActionModel:
     """20 rows do not divide by the patch 8: the model pads to 24 and crops."""
     small = TransformerConfig(num_layers=2, d_model=32, num_heads=2)
-    cfg = LamModelConfig(
-        encoder=small, decoder=small, patch_size=8, decoder_context=context, encoder_type=encoder
-    )
+    cfg = LamModelConfig(encoder=small, decoder=small, patch_size=8, decoder_context=context)
     torch.manual_seed(0)
     model = LatentActionModel(cfg, height=height, width=width)
     torch.nn.init.normal_(model.to_pixels.weight, std=0.1)  # zero at init (a copy of x_t): wake it for tests
@@ -75,9 +73,8 @@ def store(pong_dataset) -> EpisodeStore:
 # --- the model ---
 
 
-@pytest.mark.parametrize("encoder", ["st", "motion"])
-def test_one_action_per_transition(encoder):
-    model = tiny_lam(encoder=encoder)
+def test_one_action_per_transition():
+    model = tiny_lam()
     x = torch.rand(2, 5, 3, 20, 24)
     out = model(x)
     assert out.prediction.shape == (2, 4, 3, 20, 24)  # frames 2..T, cropped back from the padded 24 rows
@@ -88,10 +85,9 @@ def test_one_action_per_transition(encoder):
     torch.testing.assert_close(decoded, out.prediction.clamp(0, 1))
 
 
-@pytest.mark.parametrize("encoder", ["st", "motion"])
-def test_actions_and_predictions_are_causal_in_time(encoder):
+def test_actions_and_predictions_are_causal_in_time():
     """Changing frame j changes no action of a transition ending before j and no prediction of a frame < j."""
-    model = tiny_lam(context=3, encoder=encoder)
+    model = tiny_lam(context=3)
     x = torch.rand(1, 6, 3, 20, 24)
     j = 3  # 0-based: transitions 0->1 and 1->2 and predictions of frames 1, 2 must not move
     x2 = x.clone()
@@ -127,9 +123,8 @@ def test_decoder_uses_the_action():
     assert (a - b).abs().amax() > 1e-4
 
 
-@pytest.mark.parametrize("encoder", ["st", "motion"])
-def test_every_parameter_gets_a_gradient(encoder):
-    model = tiny_lam(encoder=encoder).train()
+def test_every_parameter_gets_a_gradient():
+    model = tiny_lam().train()
     out = model(torch.rand(2, 4, 3, 20, 24))
     (out.prediction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -315,9 +310,7 @@ def test_anti_collapse_keeps_all_codes_alive_on_a_toy_game(tmp_path):
 # --- configs and the command line ---
 
 
-@pytest.mark.parametrize(
-    "name", ["configs/lam_config_paper.yaml", "configs/tiny/lam.yaml", "configs/tiny/lam_motion.yaml"]
-)
+@pytest.mark.parametrize("name", ["configs/lam_config_paper.yaml", "configs/tiny/lam.yaml"])
 def test_shipped_lam_configs_load(name, capsys):
     cfg = load_config(LamConfig, ROOT / name)
     assert (cfg.data.height, cfg.data.width) == (72, 128) and cfg.model.codebook.num_codes == 3
@@ -384,18 +377,3 @@ def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path):
     assert json.loads((run / "best.json").read_text())["metric"] == "val/psnr_changed"
     assert main(["eval", "lam", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
     assert (tmp_path / "ev2" / "lam" / f"{stem}.json").is_file()
-
-
-def test_motion_encoder_gives_opposite_moves_opposite_vectors():
-    """Odd under the upside-down flip: a move and its mirror image give opposite features, a change that
-    looks the same upside down gives none, and up and down get different action vectors."""
-    torch.manual_seed(0)
-    enc = MotionEncoder(latent_dim=8).eval()
-    up = torch.zeros(1, 3, 24, 32)
-    up[:, :, 8:10, 28:30], up[:, :, 14:16, 28:30] = 0.5, -0.5  # a bar appearing above, leaving below
-    torch.testing.assert_close(enc.pooled(up.flip(-2)), -enc.pooled(up))
-    assert enc.pooled(up).abs().amax() > 1e-4
-    symmetric = torch.rand(1, 3, 24, 32)
-    symmetric = symmetric + symmetric.flip(-2)
-    torch.testing.assert_close(enc.pooled(symmetric), torch.zeros(1, 64))
-    assert (enc(up) - enc(up.flip(-2))).abs().amax() > 1e-4

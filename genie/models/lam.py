@@ -2,8 +2,7 @@
 
 Encoder: a causal ST transformer over frames x_1..x_T with one learned action token per frame (as Jafar's
 LAM); the token of frame t+1, which causally has seen x_1..x_{t+1}, becomes the latent action of the
-transition t -> t+1 after quantisation to one of a handful of codes. (Or, with `encoder_type: motion`,
-the position-blind `MotionEncoder` on x_{t+1} - x_t.) Decoder: a causal ST transformer over
+transition t -> t+1 after quantisation to one of a handful of codes. Decoder: a causal ST transformer over
 the last `decoder_context` frames up to x_t, with the action added to frame t's patch embeddings; it
 predicts x_{t+1} as x_t plus a change, so copying the static court costs nothing and all capacity goes to
 what moves. Frames whose rows or columns do not divide by the patch are padded and the output cropped.
@@ -27,38 +26,6 @@ from genie.models.quantizer import QuantizerOutput, VectorQuantizer
 from genie.models.st_transformer import STTransformer, patchify, unpatchify
 
 
-class MotionEncoder(nn.Module):
-    """A position-blind action encoder: conv features of the change x_{t+1} - x_t, max-pooled over all
-    positions, made antisymmetric under an upside-down flip, then an MLP to the code size.
-
-    Blind to position, it cannot label a move by where the paddle sits on the patch grid (what the ST
-    encoder's codes did on Pong); antisymmetric, g(d) = f(d) - f(flip(d)), moving up and moving down give
-    opposite vectors and cannot share a code, while the size of a move, symmetric under the flip, cancels
-    (without it the codes split by the paddle's speed). See docs/lam.md.
-    """
-
-    def __init__(self, latent_dim: int, channels: int = 64) -> None:
-        super().__init__()
-        c = channels
-        self.features = nn.Sequential(
-            nn.Conv2d(3, c // 2, 5, stride=2, padding=2),
-            nn.GELU(),
-            nn.Conv2d(c // 2, c, 5, stride=2, padding=2),
-            nn.GELU(),
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.GELU(),
-        )
-        self.head = nn.Sequential(nn.Linear(c, c), nn.GELU(), nn.Linear(c, latent_dim))
-
-    def pooled(self, change: Tensor) -> Tensor:
-        """change [N, 3, H, W] -> [N, channels]; odd under the flip: pooled(flip(d)) = -pooled(d)."""
-        return self.features(change).amax(dim=(-2, -1)) - self.features(change.flip(-2)).amax(dim=(-2, -1))
-
-    def forward(self, change: Tensor) -> Tensor:
-        """change [N, 3, H, W] -> [N, latent_dim]."""
-        return self.head(self.pooled(change))
-
-
 @dataclass
 class LamOutput:
     prediction: Tensor  # [B, T-1, 3, H, W] frames 2..T, unclamped
@@ -77,14 +44,12 @@ class LatentActionModel(nn.Module):
         self.context = cfg.decoder_context
         self.num_actions = cb.num_codes
 
-        # --- encoder: patches + one action token per frame (or the position-blind motion encoder) ---
-        self.motion = MotionEncoder(cb.latent_dim) if cfg.encoder_type == "motion" else None
-        if self.motion is None:
-            self.patch_embed = nn.Linear(3 * p * p, enc.d_model)
-            self.action_token = nn.Parameter(torch.randn(enc.d_model) * 0.02)
-            self.enc_pos = nn.Parameter(torch.randn(num_patches + 1, enc.d_model) * 0.02)
-            self.encoder = STTransformer(enc, causal=True, checkpointing=checkpointing)
-            self.to_latent = nn.Linear(enc.d_model, cb.latent_dim)
+        # --- encoder: patches + one action token per frame ---
+        self.patch_embed = nn.Linear(3 * p * p, enc.d_model)
+        self.action_token = nn.Parameter(torch.randn(enc.d_model) * 0.02)
+        self.enc_pos = nn.Parameter(torch.randn(num_patches + 1, enc.d_model) * 0.02)
+        self.encoder = STTransformer(enc, causal=True, checkpointing=checkpointing)
+        self.to_latent = nn.Linear(enc.d_model, cb.latent_dim)
         self.quantizer = VectorQuantizer(
             cb.num_codes, cb.latent_dim, decay=cb.decay, dead_threshold=cb.dead_threshold
         )
@@ -114,9 +79,6 @@ class LatentActionModel(nn.Module):
     def _encode(self, x: Tensor) -> Tensor:
         """Padded frames [B, T, 3, H', W'] -> pre-quantisation actions [B, T-1, code dim]."""
         B, T = x.shape[:2]
-        if self.motion is not None:  # a_t from x_t and x_{t+1} only
-            change = rearrange(x[:, 1:] - x[:, :-1], "b t c h w -> (b t) c h w")
-            return rearrange(self.motion(change), "(b t) d -> b t d", b=B)
         patches = self.patch_embed(patchify(x, self.patch_size))  # (b, t, n, d)
         token = repeat(self.action_token, "d -> b t 1 d", b=B, t=T)
         h = self.encoder(torch.cat([token, patches], dim=2) + self.enc_pos)  # (b, t, 1 + n, d)
