@@ -31,6 +31,7 @@ from genie.errors import GenieError
 from genie.evaluation.metrics import masked_psnr, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
+from genie.progress import progress_bar
 from genie.stages.common import dataset_record, keep_per_run
 from genie.training.stage import Batch
 
@@ -238,15 +239,23 @@ class DynamicsStage:
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
         loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
-        with torch.no_grad():
-            batches = ({k: v.to(self.device) for k, v in b.items()} for b in loader)
-            metrics = self.evaluate(model, batches)
+        bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
+
+        def batches() -> Iterable[Batch]:
+            for b in loader:
+                yield {k: v.to(self.device) for k, v in b.items()}
+                bar.update(1)
+
+        with torch.no_grad(), bar:
+            metrics = self.evaluate(model, batches())
             shown = {k: torch.stack([val[i][k] for i in picks[:4]]).to(self.device) for k in val[0]}
             x = to_float(shown["frames"])
             gen = self.rollouts(model, x, self.actions_of(shown))["inferred"]
             video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
             write_mp4(out_dir / f"dynamics_comparison_step_{step}.mp4", video, fps=d.fps)
+            bar.update(1)
             long = self._long_rollout(model, 64)
+            bar.update(1)
             if long is not None:
                 write_mp4(out_dir / "long_video" / f"dynamics_comparison_step_{step}.mp4", long, fps=d.fps)
         result = {

@@ -16,6 +16,7 @@ import numpy as np
 from genie.data.actions import class_ids, class_representatives
 from genie.data.games import KNOWN_GAMES, Paddle
 from genie.data.store import EpisodeStore
+from genie.progress import progress_bar
 from genie.world.world import World, WorldModels
 
 MIN_PIXELS = 2  # fewer matching pixels: no paddle seen
@@ -65,9 +66,13 @@ def control_rate(
     h = store.height
     out: dict = {"prompts": prompts, "horizon": horizon, "margin_rows": margin}
     seen = total = 0
+    bar = progress_bar(
+        total=2 * prompts, desc="measuring control (up/down from held-out prompts)", unit="run"
+    )
     for label, sign in (("up", -1), ("down", 1)):
         right = counted = 0
         for p in range(prompts):
+            bar.update(1)
             world = World(models, seed=seed + p)  # the same start for both keys
             rows = [paddle_row(world.reset(), paddle)]
             rows += [paddle_row(world.step(keys[label]), paddle) for _ in range(horizon)]
@@ -77,6 +82,7 @@ def control_rate(
             total += horizon
         out[f"{label}_rate"] = right / counted if counted else float("nan")
         out[f"{label}_steps"] = counted
+    bar.close()
     out["paddle_seen"] = seen / total
     out["real"] = real_rate(store, paddle, margin)
     return out
