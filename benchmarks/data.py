@@ -9,16 +9,13 @@ Prints a table and writes benchmarks/results/data.json (with versions, CPU count
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import machine, save
 from torch.utils.data import DataLoader
 
 from genie.data.clips import ClipDataset
@@ -56,17 +53,10 @@ def main() -> None:
 
     import ale_py
 
-    results: dict[str, object] = {
-        "benchmark": "data",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_before": os.getloadavg()[0],  # other jobs on the machine skew the numbers
-        "torch": torch.__version__,
+    results = machine("data", "cpu")
+    results |= {
         "numpy": np.__version__,
         "ale_py": ale_py.__version__,
-        "python": platform.python_version(),
         "frames": args.frames,
         "resolution": "72x128",
     }
@@ -81,11 +71,7 @@ def main() -> None:
         results["loader_clips_per_s_T8_B8_workers0_1thread"] = bench_loader(root, 0, args.batches)
         torch.set_num_threads(threads)
 
-    for key, value in results.items():
-        print(f"{key:44s} {value:.1f}" if isinstance(value, float) else f"{key:44s} {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    save(results, RESULTS, width=44, digits=1)
 
 
 if __name__ == "__main__":

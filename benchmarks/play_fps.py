@@ -12,15 +12,12 @@ are kept (other jobs only ever slow a run down). Writes benchmarks/results/play_
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import machine, save
 
 from genie.config import DynamicsConfig, TokenizerConfig, load_config
 from genie.models.dynamics import DynamicsModel, SamplingConfig
@@ -87,15 +84,8 @@ def main() -> None:
     device = torch.device(a.device)
     torch.manual_seed(0)
     tok, dyn, window = build(device)
-    results: dict[str, object] = {
-        "benchmark": "play_fps",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min_before": os.getloadavg()[0],
-        "torch": torch.__version__,
+    results = machine("play_fps", str(device))
+    results |= {
         "dynamics_layers": len(dyn.transformer.blocks),
         "tokens_per_frame": dyn.num_patches,
         "window": window,
@@ -113,11 +103,7 @@ def main() -> None:
         results[f"cache_speedup_steps{steps}"] = statistics.median(
             c / u for c, u in zip(cached, uncached, strict=True)
         )
-    for key, value in results.items():
-        print(f"{key:32s} {value:.2f}" if isinstance(value, float) else f"{key:32s} {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    save(results, RESULTS, width=32, digits=2)
 
 
 if __name__ == "__main__":
