@@ -82,10 +82,12 @@ def _mtime(path: Path) -> float:
 
 
 def latest_run(stage: str) -> Path:
-    runs = sorted(Path(f"checkpoints/{stage}").glob("run_*"))
-    if not runs:
+    from genie.evaluation.report import latest_run as latest
+
+    run = latest(Path("checkpoints"), stage)
+    if run is None:
         sys.exit(f"error: no {stage} run under checkpoints/{stage}/")
-    return runs[-1]
+    return run
 
 
 def train(stage: str, data_dir: Path, max_steps: int | None, *extra: str) -> None:

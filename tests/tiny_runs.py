@@ -17,16 +17,8 @@ TOKENIZER = {
     "data": {"sequence_length": 4, "batch_size": 2},
     "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
 }
-LAM = {
-    "model": {
-        "encoder": SMALL,
-        "decoder": SMALL,
-        "codebook": {"num_codes": 3, "latent_dim": 8},
-        "patch_size": 8,
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "eval_batches": 1},
-}
+# the LAM: the same small sizes, with 3 action codes
+LAM = {**TOKENIZER, "model": {**TOKENIZER["model"], "codebook": {"num_codes": 3, "latent_dim": 8}}}
 DYNAMICS = {
     "model": {
         "architecture": {**SMALL, "qk_normalization": True},

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from genie.data.actions import class_representatives
 from genie.errors import GenieError
 
 FORMAT_VERSION = 1
@@ -78,6 +79,12 @@ class EpisodeStore:
     def movement_names(self) -> dict[str, str] | None:
         """What a person calls each movement class (Pong: up/down/stay), when known."""
         return self.manifest.get("movement_names")
+
+    def movement_labels(self) -> list[str]:
+        """What a person calls each movement class, in class-id order (Pong: stay, up, down); a class
+        without a known name is called by itself, in lower case."""
+        said = self.movement_names or {}
+        return [said.get(c, c.lower()) for c in class_representatives(self.movement_classes or [])]
 
     def split_episodes(self, split: str) -> list[int]:
         if split not in self.manifest["split"]:

@@ -12,11 +12,14 @@ import html
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genie.errors import GenieError
+
+if TYPE_CHECKING:
+    from genie.world import WorldModels
 
 STAGES = ("tokenizer", "lam", "dynamics")
 EVAL_GLOBS = {
@@ -33,9 +36,9 @@ def latest_run(checkpoints: Path, stage: str) -> Path | None:
 
 
 def stage_of(run: Path) -> str:
-    ckpt = next(iter(sorted(run.glob("checkpoint_step_*.pt"))), None)
     if run.parent.name in STAGES:
         return run.parent.name
+    ckpt = next(iter(sorted(run.glob("checkpoint_step_*.pt"))), None)
     if ckpt is not None:
         import torch
 
@@ -71,13 +74,12 @@ def _videos(stage: str, json_path: Path) -> list[Path]:
     return [p for p in candidates if p.is_file()]
 
 
-def play_gif(dynamics_run: Path, out: Path) -> dict[str, Any]:
+def play_gif(models: WorldModels, out: Path) -> dict[str, Any]:
     """Play the world with PLAY_SCRIPT's keys from a fixed prompt; save a GIF, return the timing."""
     from PIL import Image
 
-    from genie.world import World, WorldModels
+    from genie.world import World
 
-    models = WorldModels.load(dynamics_run)
     world = World(models, seed=0)
     keys = models.actions.keys
     frames = [world.reset()]
@@ -103,13 +105,6 @@ def play_gif(dynamics_run: Path, out: Path) -> dict[str, Any]:
         "sampling": vars(models.sampling),
         "actions": "true actions (oracle)" if models.stage.lam is None else "latent actions from the LAM",
     }
-
-
-def _control(dynamics_run: Path) -> dict | None:
-    from genie.world import WorldModels
-    from genie.world.control import control_rate
-
-    return control_rate(WorldModels.load(dynamics_run))
 
 
 def _table(metrics: dict[str, float], keys: list[str] | None = None) -> str:
@@ -206,9 +201,13 @@ def write_report(
         summary["runs"][stage] = entry
         sections.append("\n".join(parts))
     if gif and "dynamics" in chosen:
-        play = play_gif(chosen["dynamics"], assets / "play.gif")
+        from genie.world import WorldModels
+        from genie.world.control import control_rate
+
+        models = WorldModels.load(chosen["dynamics"])  # loaded once: checkpoints and the key map
+        play = play_gif(models, assets / "play.gif")
         summary["play"] = play
-        summary["control"] = control = _control(chosen["dynamics"])
+        summary["control"] = control = control_rate(models)
         if control is not None:
             real = control.get("real") or {}
             sections.append(

@@ -62,9 +62,9 @@ def keep_per_run(paths: list[Path], checkpoint: dict[str, Any]) -> None:
     but not the run, so a second run evaluated at the same step (say the --actions true oracle beside the
     LAM's run) replaces them; this copy keeps every run's outputs for comparison and `genie report`."""
     run = Path(str(checkpoint.get("path", ""))).parent.name or "run"
+    root = paths[0].parent  # the stage's eval folder; the other paths lie in it or below
     for path in paths:
         if path.is_file():
-            rel = path.relative_to(paths[0].parent) if path.is_relative_to(paths[0].parent) else path.name
-            dst = paths[0].parent / "runs" / run / rel
+            dst = root / "runs" / run / path.relative_to(root)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dst)

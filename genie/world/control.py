@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genie.data.actions import class_ids, class_representatives
+from genie.data.actions import class_ids
 from genie.data.games import KNOWN_GAMES, Paddle
 from genie.data.store import EpisodeStore
 from genie.progress import progress_bar
@@ -92,9 +92,7 @@ def real_rate(store: EpisodeStore, paddle: Paddle, margin: float, max_steps: int
     """The same measure on held-out real frames, with the true actions held at each step."""
     if store.actions is None or not store.movement_classes:
         return None
-    names = [
-        (store.movement_names or {}).get(c, c.lower()) for c in class_representatives(store.movement_classes)
-    ]
+    names = store.movement_labels()
     rates: dict = {}
     for label, sign in (("up", -1), ("down", 1)):
         if label not in names:

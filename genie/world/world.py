@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from genie.data.actions import class_ids, class_representatives
+from genie.data.actions import class_ids
 from genie.data.clips import ClipDataset
 from genie.data.frames import to_float, to_uint8
 from genie.data.readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_images, read_video
@@ -75,9 +76,8 @@ class WorldModels:
 def action_map(stage: DynamicsStage) -> ActionMap:
     """Latent code -> key label, from the validation episodes (see genie.world.action_map)."""
     store = stage.store
-    said = store.movement_names or {}
+    names = store.movement_labels()
     if stage.lam is None:  # the model was trained on the movement classes themselves
-        names = [said.get(c, c.lower()) for c in class_representatives(stage.classes)]
         return ActionMap(names, [1.0] * len(names), [0] * len(names), "true actions (oracle model)")
     val = ClipDataset(store, "val", stage.lam_clip, stride=stage.lam_clip)
     picks = np.unique(np.linspace(0, len(val) - 1, min(len(val), MAP_CLIPS)).round().astype(int)).tolist()
@@ -90,7 +90,6 @@ def action_map(stage: DynamicsStage) -> ActionMap:
     keep = truth >= 0
     if store.identifiable is not None:
         keep &= torch.stack([c["identifiable"] for c in clips]).numpy().ravel()
-    names = [said.get(c, c.lower()) for c in class_representatives(store.movement_classes)]
     return map_from_labels(
         codes[keep], truth[keep], names, stage.lam.num_actions, "agreement with true actions (validation)"
     )
@@ -121,6 +120,8 @@ class World:
         m = self.models
         frames, actions = self._prompt(prompt)
         x = to_float(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].to(m.device))
+        if actions is None:
+            actions = self._actions_between(x)
         tokens = m.stage.tokenizer.encode(x)  # (1, p, n)
         self.cache = FrameCache(m.stage.config.data.sequence_length)
         self.decoder_cache = FrameCache(m.stage.tokenizer_clip)
@@ -150,8 +151,9 @@ class World:
 
     # --- prompts ---
 
-    def _prompt(self, prompt: np.ndarray | Path | str | None) -> tuple[np.ndarray, torch.Tensor]:
-        """Prompt frames uint8 [P, H, W, 3] and the actions between them [1, P-1]."""
+    def _prompt(self, prompt: np.ndarray | Path | str | None) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Prompt frames uint8 [P, H, W, 3] and the true actions between them [1, P-1] where the model
+        was trained on those (None: read them from the frames, `_actions_between`)."""
         m, store = self.models, self.models.store
         if prompt is None:
             episodes = [
@@ -173,20 +175,18 @@ class World:
             raise GenieError(
                 f"prompt frames: expected uint8 [P, H, W, 3], got {frames.dtype} {list(frames.shape)}"
             )
-        frames = resize_frames(frames[-PROMPT_FRAMES:], store.height, store.width)
-        return frames, self._actions_between(frames)
+        return resize_frames(frames[-PROMPT_FRAMES:], store.height, store.width), None
 
-    def _actions_between(self, frames: np.ndarray) -> torch.Tensor:
-        """The LAM's reading of the prompt's transitions (or "stay" for a true-action model): [1, P-1]."""
+    def _actions_between(self, x: Tensor) -> Tensor:
+        """The LAM's reading of the transitions of prompt x [1, P, 3, H, W] in [0, 1] (or "stay" for a
+        true-action model): [1, P-1]."""
         m = self.models
-        if len(frames) < 2:
+        if x.shape[1] < 2:
             return torch.zeros(1, 0, dtype=torch.long, device=m.device)
         if m.stage.lam is not None:
-            return m.stage.lam.infer_actions(
-                to_float(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].to(m.device))
-            )
+            return m.stage.lam.infer_actions(x)
         stay = m.actions.code_for(STAY) or 0
-        return torch.full((1, len(frames) - 1), stay, dtype=torch.long, device=m.device)
+        return torch.full((1, x.shape[1] - 1), stay, dtype=torch.long, device=m.device)
 
 
 def read_prompt_file(path: Path) -> np.ndarray:
