@@ -150,7 +150,8 @@ def _cmd_play(args: argparse.Namespace) -> None:
     native = (
         60 / manifest["frameskip"] if manifest.get("source") == "ale" and manifest.get("frameskip") else None
     )
-    fps = args.fps or native or models.stage.config.data.fps  # ALE runs at 60 Hz, one frame per frameskip
+    default = native or models.stage.config.data.fps  # ALE runs at 60 Hz, one frame per frameskip
+    fps = default if args.fps is None else args.fps  # serve() refuses 0
     serve(
         models,
         host=args.host,

@@ -252,8 +252,9 @@ def test_play_refuses_bad_input_in_one_line(tmp_path, capsys, upstream, dynamics
     assert main(["play", "--checkpoint", str(upstream["lam"]), "--no_browser"]) == 2
     bad_prompt = ["--prompt", str(tmp_path / "missing.png"), "--no_browser"]
     assert main(["play", "--checkpoint", str(dynamics_run), *bad_prompt]) == 2
+    assert main(["play", "--checkpoint", str(dynamics_run), "--fps", "0", "--no_browser"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err), err
 
 
 def test_server_starts_each_tab_from_the_given_prompt(keyed, tmp_path):
