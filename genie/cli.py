@@ -6,6 +6,7 @@ Heavy imports (torch, gymnasium) happen inside each handler so `genie --help` is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +50,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--max_steps", type=_positive_int, help="override training.max_steps")
-    p.add_argument("--batch_size", type=_positive_int, help="override data.batch_size (per process)")
+    p.add_argument(
+        "--batch_size", type=_positive_int, help="override data.batch_size: the global batch of one step"
+    )
+    p.add_argument(
+        "--grad_accum",
+        type=_positive_int,
+        help="micro-batches per step (override training.grad_accum): same global batch, less memory",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["ddp", "fsdp"],
+        help="under torchrun: ddp (a model copy per process) or fsdp (sharded, for models that do not fit)",
+    )
     p.add_argument(
         "--output_dir", type=Path, help="runs go to OUTPUT_DIR/STAGE/ (default: output.checkpoint_dir)"
     )
@@ -266,7 +279,8 @@ def run(handler: Callable[[], None]) -> int:
     try:
         handler()
     except GenieError as e:
-        print(f"error: {e}", file=sys.stderr)
+        rank = int(os.environ.get("RANK", "0"))  # under torchrun, say which process failed
+        print(f"error{f' (rank {rank})' if rank else ''}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -92,7 +92,7 @@ class DataConfig:
     height: int = 72
     width: int = 128
     resolution: list[int] | None = None  # the user's [128, 72, 3]: width, height, channels
-    batch_size: int = 4  # per process
+    batch_size: int = 4  # the global batch per optimizer step, split over processes and grad_accum
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -124,6 +124,8 @@ class TrainingConfig:
     foreground_weight: float = 20.0  # extra pixel-loss weight where a pixel differs from the background
     mixed_precision: bool = True  # bf16 where supported, fp16 + scaler on older GPUs; never on CPU
     gradient_checkpointing: bool = False
+    strategy: str = "ddp"  # under torchrun: ddp (a full copy per process) or fsdp (sharded; big models)
+    grad_accum: int = 1  # micro-batches per step: the global batch (data.batch_size) is split over them
     max_grad_norm: float = 1.0
     save_every: int = 1000
     eval_every: int = 500
@@ -135,7 +137,9 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule {self.lr_schedule!r}: expected cosine or constant")
-        for name in ("max_steps", "save_every", "eval_every", "log_every", "eval_batches"):
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"strategy {self.strategy!r}: expected ddp or fsdp")
+        for name in ("max_steps", "save_every", "eval_every", "log_every", "eval_batches", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: expected at least 1")
         if self.warmup_steps < 0 or self.max_lr <= 0 or self.min_lr < 0 or self.min_lr > self.max_lr:

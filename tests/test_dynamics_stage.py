@@ -33,12 +33,14 @@ def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -
 
 
 def test_mask_rate_is_drawn_per_clip_and_spares_the_first_frame():
-    g = torch.Generator().manual_seed(0)
-    mask = sample_mask(torch.Size([64, 4, 144]), 0.5, 1.0, torch.device("cpu"), g)
+    seeds = torch.arange(64) + 1000
+    mask = sample_mask(torch.Size([64, 4, 144]), 0.5, 1.0, seeds)
     assert not mask[:, 0].any()
     rates = mask[:, 1:].float().mean(dim=(1, 2))
     assert rates.min() > 0.4 and rates.max() <= 1.0
     assert rates.std() > 0.08  # one rate per clip, spread over U(0.5, 1) (std 0.144), not one per batch
+    # a clip's mask follows its own seed, whatever batch it is in (so ranks and micro-batches agree)
+    assert torch.equal(sample_mask(torch.Size([2, 4, 144]), 0.5, 1.0, seeds[10:12]), mask[10:12])
 
 
 def test_delta_psnr_on_hand_made_frames():

@@ -23,7 +23,7 @@ from genie.evaluation.action_metrics import (
 from genie.models.lam import LatentActionModel
 from genie.stages.lam import LamStage
 from genie.training.loop import Trainer
-from genie.training.runtime import Runtime
+from genie.training.runtime import LOCAL, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,7 +237,7 @@ def test_best_checkpoint_follows_psnr_not_accuracy(store, tmp_path, monkeypatch)
             {"val/psnr_changed": 10.0, "val/move_acc_identifiable": 0.99},
         ]
     )
-    monkeypatch.setattr(stage, "evaluate", lambda model, batches: next(scores))
+    monkeypatch.setattr(stage, "evaluate", lambda model, batches, rt: next(scores))
     result = trainer.train()
     assert result.best["step"] == 1 and result.best["metric"] == "val/psnr_changed"
 
@@ -287,14 +287,14 @@ def test_anti_collapse_keeps_all_codes_alive_on_a_toy_game(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     train = ClipDataset(store, "train", 4)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(300):
+    for step in range(300):
         picks = torch.randint(len(train), (8,), generator=gen).tolist()
         batch = {k: torch.stack([train[i][k] for i in picks]) for k in train[0]}
         loss, _ = stage.loss(model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        stage.after_step(model)
+        stage.after_step(model, LOCAL, torch.Generator().manual_seed(step))
     val = ClipDataset(store, "val", 4, stride=1)
     model.eval()
     with torch.no_grad():

@@ -92,7 +92,7 @@ def test_dead_codes_are_restarted_onto_encoder_outputs():
     vq = VectorQuantizer(8, 4, decay=0.5)
     z = torch.randn(64, 4) * 0.01 + torch.tensor([1.0, 0, 0, 0])  # all inputs in one direction
     for _ in range(20):
-        vq(z)
+        vq.update_usage_(torch.bincount(vq(z).indices, minlength=8))
     dead = vq.dead_codes()
     assert dead.sum() >= 6  # one or two codes take everything
     restarted = vq.restart_dead_codes_(z)

@@ -101,10 +101,10 @@ def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
     killed = make_trainer(tiny_config(max_steps=6), store, tmp_path / "b")
     real_after_step = killed.stage.after_step
 
-    def die_after_step_3(model):
+    def die_after_step_3(model, *args):
         if killed.step == 3:  # checkpoint_step_3.pt is on disk; step 4 is half done
             raise KeyboardInterrupt
-        return real_after_step(model)
+        return real_after_step(model, *args)
 
     monkeypatch.setattr(killed.stage, "after_step", die_after_step_3)
     with pytest.raises(KeyboardInterrupt):

@@ -4,9 +4,10 @@ Codes and inputs are l2-normalised before the nearest-code search (cosine simila
 ViT-VQGAN / Improved VQGAN, Yu et al. 2022): all codes live on the unit sphere, so no code drifts
 out of reach, which keeps usage high. The codebook is learned by gradient (codebook + commitment
 loss, van den Oord et al. 2017), not EMA, so it needs no cross-process statistics under DDP.
-Dead codes — used less than `dead_threshold` of their uniform share, tracked as an EMA — are
-restarted from encoder outputs by `restart_dead_codes_`, the usual cure for codebook collapse;
-usage starts at zero, so the first restart also initialises the codebook from data.
+Dead codes — used less than `dead_threshold` of their uniform share, tracked as an EMA of each
+training step's counts (`update_usage_`) — are restarted from encoder outputs by
+`restart_dead_codes_`, the usual cure for codebook collapse; usage starts at zero, so the first
+restart also initialises the codebook from data.
 Distances run in fp32 whatever the autocast dtype.
 """
 
@@ -62,9 +63,6 @@ class VectorQuantizer(nn.Module):
         q = codes[indices].view_as(z)
         counts = torch.bincount(indices, minlength=self.num_codes).float()
         share = counts / counts.sum()
-        if self.training:
-            with torch.no_grad():
-                self.usage.mul_(self.decay).add_(share, alpha=1 - self.decay)
         perplexity = torch.exp(-(share * torch.log(share.clamp_min(1e-10))).sum())
         return QuantizerOutput(
             quantized=z + (q - z).detach(),  # straight-through estimator
@@ -74,28 +72,40 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
         )
 
+    @torch.no_grad()
+    def update_usage_(self, counts: Tensor) -> None:
+        """Fold one training step's code counts [num_codes] (over the whole global batch) into the usage EMA.
+        Called once per optimizer step, not in forward, so micro-batches and ranks all count as one batch."""
+        share = counts.float() / counts.sum().clamp_min(1)
+        self.usage.mul_(self.decay).add_(share.to(self.usage.device), alpha=1 - self.decay)
+
     def dead_codes(self) -> Tensor:
         """Bool [num_codes]: codes whose usage EMA fell below `dead_threshold` of the uniform share."""
         return self.usage < self.dead_threshold / self.num_codes
 
     @torch.no_grad()
-    def restart_dead_codes_(self, z: Tensor, generator: torch.Generator | None = None) -> int:
+    def restart_dead_codes_(
+        self, z: Tensor, generator: torch.Generator | None = None, codebook: Tensor | None = None
+    ) -> int:
         """Move dead codes onto encoder outputs z [..., D]; returns how many were restarted.
 
         Targets are drawn in proportion to their quantisation error (as k-means++ seeds): in Pong
         most patches are the same background, so uniform draws would land on it again, while the
         error-weighted draw puts spare codes on the ball and paddles the codebook still misses.
+        `codebook` is the full tensor to read and edit (FSDP hands one over); by default this module's.
         """
         dead = self.dead_codes().nonzero().flatten()
         if dead.numel() == 0:
             return 0
+        book = self.codebook.data if codebook is None else codebook
         flat = F.normalize(z.detach().float().reshape(-1, self.dim), dim=-1)
-        error = (1 - (flat @ self.codes().t()).amax(dim=-1)).clamp_min(0).cpu().double() + 1e-12
+        codes = F.normalize(book.float(), dim=-1)
+        error = (1 - (flat @ codes.t()).amax(dim=-1)).clamp_min(0).cpu().double() + 1e-12
         replace = flat.shape[0] < dead.numel()
         pick = torch.multinomial(error, dead.numel(), replacement=replace, generator=generator)
         noise = 0.01 * torch.randn(dead.numel(), self.dim, generator=generator)
         targets = F.normalize(flat[pick.to(flat.device)] + noise.to(flat.device), dim=-1)
-        self.codebook.data[dead] = targets.to(self.codebook.dtype)
+        book[dead.to(book.device)] = targets.to(book.dtype)
         self.usage[dead] = 4 * self.dead_threshold / self.num_codes  # ~140 steps of grace at decay 0.99
         self.restarts += dead.numel()
         return int(dead.numel())

@@ -7,16 +7,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from genie.data.store import EpisodeStore
 from genie.models.quantizer import QuantizerOutput
+from genie.training.runtime import Runtime
 
 
 def weighted_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Mean of weight * squared error, normalised by the weights ([B, T, 1, H, W] broadcast over C)."""
+    """Weighted mean squared error ([B, T, 1, H, W] weights broadcast over C), normalised per clip and
+    then averaged over clips: a mean of per-sample losses, so split over ranks or micro-batches it adds up
+    to exactly the single-process loss (a batch-wide normaliser would not)."""
     err = (pred.float() - target.float()).pow(2).mean(dim=-3, keepdim=True)
-    return (weight * err).sum() / weight.sum()
+    weight = weight.expand_as(err)
+    return ((weight * err).flatten(1).sum(1) / weight.flatten(1).sum(1)).mean()
 
 
 def vq_objective(
@@ -39,11 +44,34 @@ def vq_objective(
     return loss, parts
 
 
-def restart_dead_codes(model: nn.Module, latents: Tensor | None) -> dict[str, float]:
-    """After an optimizer step: move the quantiser's dead codes onto the last batch's encoder outputs."""
-    if latents is not None:
-        model.quantizer.restart_dead_codes_(latents)
-    return {"vq/restarted_total": float(model.quantizer.restarts)}
+class CodeRestarts:
+    """Dead-code restarts for a VQ stage, over the whole global batch.
+
+    `record` keeps each micro-batch's encoder outputs and code counts; `after_step` folds the counts of all
+    micro-batches and ranks into the usage EMA, then restarts dead codes onto latents gathered from every
+    rank in single-process order, drawing with the step's generator: every rank makes the same edit, and a
+    2-rank or accumulated run restarts exactly as one process with the same global batch would.
+    """
+
+    def __init__(self) -> None:
+        self.latents: list[Tensor] = []
+        self.counts: Tensor | None = None
+
+    def record(self, latents: Tensor, indices: Tensor, num_codes: int) -> None:
+        self.latents.append(latents.detach().flatten(0, -2))
+        counts = torch.bincount(indices.flatten(), minlength=num_codes)
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
+        q = model.quantizer
+        if self.counts is not None:
+            q.update_usage_(rt.sum_tensor(self.counts))
+            if q.dead_codes().any():
+                z = rt.cat(self.latents)
+                with rt.full_param(q.codebook) as codebook:
+                    q.restart_dead_codes_(z, rng, codebook=codebook)
+        self.latents, self.counts = [], None
+        return {"vq/restarted_total": float(q.restarts)}
 
 
 def dataset_record(store: EpisodeStore, data: Any) -> dict[str, Any]:

@@ -33,9 +33,12 @@ from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.progress import progress_bar
 from genie.stages.common import dataset_record, keep_per_run
+from genie.training.runtime import LOCAL, Runtime
+from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
 
 PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the ball's velocity
+VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
 
 
@@ -47,14 +50,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def sample_mask(
-    shape: torch.Size, low: float, high: float, device: torch.device, generator: torch.Generator | None = None
-) -> Tensor:
+def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor) -> Tensor:
     """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
-    each token of frames 1.. with that probability; frame 0 is always context."""
+    each token of frames 1.. with that probability; frame 0 is always context. Clip b's draws come from its
+    own seed (`seeds[b]`, from the sampler), so a clip gets the same mask on any rank or micro-batch."""
     B, T, N = shape
-    rate = torch.rand(B, 1, 1, generator=generator, device=device) * (high - low) + low
-    mask = torch.rand(B, T, N, generator=generator, device=device) < rate
+    masks = []
+    for seed in seeds.tolist():
+        g = torch.Generator().manual_seed(seed)
+        rate = torch.rand((), generator=g) * (high - low) + low
+        masks.append(torch.rand(T, N, generator=g) < rate)
+    mask = torch.stack(masks).to(seeds.device)
     mask[:, 0] = False
     return mask
 
@@ -153,15 +159,20 @@ class DynamicsStage:
         with torch.no_grad():
             tokens = self.tokenizer.encode(to_float(batch["frames"]))  # (b, t, n)
             actions = self.actions_of(batch)
-        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, tokens.device)
+        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, batch["noise_seed"])
         inputs = tokens.masked_fill(mask, self.config.model.token_embedding.vocab_size)
         logits = model(inputs, actions)
-        loss = F.cross_entropy(logits[mask].float(), tokens[mask])
+        # Cross-entropy on masked tokens, averaged per clip and then over clips: a mean of per-sample losses,
+        # so ranks and micro-batches add up to the single-process loss whatever their mask rates.
+        ce = F.cross_entropy(logits.float().flatten(0, 2), tokens.flatten(), reduction="none").view_as(tokens)
+        per_clip = mask.flatten(1).sum(1).clamp_min(1)
+        loss = ((ce * mask).flatten(1).sum(1) / per_clip).mean()
         with torch.no_grad():
-            acc = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
+            hit = (logits.argmax(-1) == tokens) & mask
+            acc = (hit.flatten(1).sum(1) / per_clip).mean()
         return loss, {"token_acc": acc, "mask_rate": mask[:, 1:].float().mean()}
 
-    def after_step(self, model: nn.Module) -> dict[str, float]:
+    def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
         return {}
 
     # --- evaluation ---
@@ -189,7 +200,9 @@ class DynamicsStage:
             out[name] = self.tokenizer.decode(torch.cat([tokens[:, :P], gen], 1))[:, P:]
         return out
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL) -> dict[str, float]:
+        """Token accuracy and rollout metrics as sums and counts, reduced over ranks (each rank rolls out its
+        share of `eval_rollouts`)."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
 
@@ -199,16 +212,14 @@ class DynamicsStage:
             counts[key] = counts.get(key, 0) + v.numel()
 
         rolled = 0
-        g = torch.Generator(device=self.device).manual_seed(0)
         for batch in batches:
             x = to_float(batch["frames"])
             tokens = self.tokenizer.encode(x)
             actions = self.actions_of(batch)
-            mask = torch.rand(tokens.shape, generator=g, device=tokens.device) < 0.75
-            mask[:, 0] = False
+            mask = sample_mask(tokens.shape, VAL_MASK_RATE, VAL_MASK_RATE, batch["noise_seed"])
             logits = model(tokens.masked_fill(mask, model.mask_id), actions)
             add("val/token_acc", (logits.argmax(-1) == tokens)[mask].float())
-            if rolled >= self.config.training.eval_rollouts:
+            if rolled >= -(-self.config.training.eval_rollouts // rt.world_size):
                 continue
             rolled += x.shape[0]
             out = self.rollouts(model, x, actions)
@@ -225,11 +236,13 @@ class DynamicsStage:
                 add(f"val/rollout_psnr_t{h + 1}", p_inf[:, h])
                 add(f"val/delta_psnr_t{h + 1}", p_inf[:, h] - p_rand[:, h])
                 add(f"val/delta_psnr_moving_t{h + 1}", m_inf[:, h] - m_rand[:, h])
+        sums = rt.all_sum(sums)
+        counts = rt.all_sum({k: float(v) for k, v in counts.items()})
         return {k: sums[k] / counts[k] for k in sums if counts[k]}
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
         """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
-        from torch.utils.data import DataLoader, Subset
+        from torch.utils.data import DataLoader
 
         from genie.data.clips import ClipDataset
 
@@ -238,7 +251,7 @@ class DynamicsStage:
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
-        loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
+        loader = DataLoader(validation_clips(val, picks), batch_size=d.batch_size)
         bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
 
         def batches() -> Iterable[Batch]:

@@ -34,7 +34,8 @@ from genie.evaluation.action_metrics import agreement
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
-from genie.stages.common import dataset_record, restart_dead_codes, vq_objective
+from genie.stages.common import CodeRestarts, dataset_record, vq_objective
+from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
 REPORT_CLIPS = 256  # validation clips scored by `report` (the periodic validation uses eval_batches)
@@ -56,7 +57,7 @@ class LamStage:
         self.background = to_float(bg).to(device)  # [3, H, W]
         classes = store.movement_classes
         self.class_names = list(class_representatives(classes)) if classes else None
-        self._latents: Tensor | None = None
+        self.restarts = CodeRestarts()
 
     @staticmethod
     def build_model(config: LamConfig) -> LatentActionModel:
@@ -85,30 +86,32 @@ class LamStage:
         target = x[:, 1:]
         weight = 1.0 + t.foreground_weight * self.moving_mask(x).float()
         loss, parts = vq_objective(t, out.prediction, target, weight, out.vq)
-        self._latents = out.latents.detach()
+        self.restarts.record(out.latents, out.vq.indices, self.config.model.codebook.num_codes)
         return loss, parts
 
-    def after_step(self, model: nn.Module) -> dict[str, float]:
-        return restart_dead_codes(model, self._latents)
+    def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
+        return self.restarts.after_step(model, rt, rng)
 
     # --- evaluation ---
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
-        return self._measure(model, batches)[0]
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL) -> dict[str, float]:
+        return self._measure(model, batches, rt)[0]
 
-    def _measure(self, model: nn.Module, batches: Iterable[Batch]) -> tuple[dict[str, float], dict[str, Any]]:
-        """Validation numbers, and the agreement details (confusion matrices, mappings) behind them."""
+    def _measure(
+        self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Validation numbers, and the agreement details (confusion matrices, mappings) behind them.
+        Sums are reduced and per-transition codes gathered over ranks before any metric is computed."""
         gen = torch.Generator().manual_seed(0)  # the same shuffle at every validation
-        psnr_sum, frames, changed_px = 0.0, 0, 0.0
-        sse = {"model": 0.0, "shuffled": 0.0, "copy": 0.0}
+        sums = {"psnr": 0.0, "frames": 0.0, "changed_px": 0.0, "model": 0.0, "shuffled": 0.0, "copy": 0.0}
         codes, latents, actions, identifiable = [], [], [], []
         for batch in batches:
             x = to_float(batch["frames"])
             out = model(x)
             prev, target = x[:, :-1], x[:, 1:]
             pred = out.prediction.float().clamp(0, 1)
-            psnr_sum += float(psnr(pred, target).sum())
-            frames += target.shape[0] * target.shape[1]
+            sums["psnr"] += float(psnr(pred, target).sum())
+            sums["frames"] += target.shape[0] * target.shape[1]
             changed = foreground_mask(target, prev)  # pixels that change between x_t and x_{t+1}
             # The batch's own actions, shuffled: the same code usage, no link to the frames. (Uniformly random
             # codes would also score codes the LAM never uses, and so inflate the gain.)
@@ -116,39 +119,37 @@ class LamStage:
             shuffled = out.actions.flatten()[order].view_as(out.actions)
             shuffled_pred = model.decode(x, shuffled)
             for key, p in (("model", pred), ("shuffled", shuffled_pred), ("copy", prev)):
-                sse[key] += float(((p.float() - target).pow(2).mean(dim=-3, keepdim=True) * changed).sum())
-            changed_px += float(changed.sum())
+                sums[key] += float(((p.float() - target).pow(2).mean(dim=-3, keepdim=True) * changed).sum())
+            sums["changed_px"] += float(changed.sum())
             codes.append(out.actions.flatten().cpu())
             latents.append(F.normalize(out.latents.float(), dim=-1).flatten(0, 1).cpu())
             if "actions" in batch:
                 actions.append(batch["actions"].flatten().cpu())
             if "identifiable" in batch:
                 identifiable.append(batch["identifiable"].flatten().cpu())
-        if frames == 0:
+        sums = rt.all_sum(sums)
+        code, latent = rt.cat(codes).long(), rt.cat(latents)
+        action, ident = rt.cat(actions).long(), rt.cat(identifiable).bool()
+        if sums["frames"] == 0:
             return {}, {}
-        metrics: dict[str, float] = {"val/psnr": psnr_sum / frames}
-        if changed_px:
+        metrics: dict[str, float] = {"val/psnr": sums["psnr"] / sums["frames"]}
+        if sums["changed_px"]:
             names = {
                 "model": "psnr_changed",
                 "shuffled": "psnr_changed_shuffled",
                 "copy": "copy_psnr_changed",
             }
             for key, name in names.items():
-                metrics[f"val/{name}"] = _psnr_of_mse(sse[key] / changed_px)
+                metrics[f"val/{name}"] = _psnr_of_mse(sums[key] / sums["changed_px"])
             metrics["val/action_gain_db"] = metrics["val/psnr_changed"] - metrics["val/psnr_changed_shuffled"]
-        code = torch.cat(codes)
         counts = torch.bincount(code, minlength=model.num_actions).double()
         for k, share in enumerate((counts / counts.sum()).tolist()):
             metrics[f"val/usage_{k}"] = share
         metrics["val/perplexity"] = codebook_usage(code, model.num_actions)["perplexity"]
-        metrics.update(action_spread(torch.cat(latents)))
+        metrics.update(action_spread(latent))
         details: dict[str, Any] = {}
-        if actions:
-            details = self._agreement(
-                code.numpy(),
-                torch.cat(actions).numpy(),
-                torch.cat(identifiable).numpy() if identifiable else None,
-            )
+        if action.numel():
+            details = self._agreement(code.numpy(), action.numpy(), ident.numpy() if ident.numel() else None)
             for name, part in details.items():  # "move_identifiable" -> val/move_acc_identifiable, ...
                 base, _, subset = name.partition("_")
                 suffix = f"_{subset}" if subset else ""

@@ -24,7 +24,8 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
-from genie.stages.common import dataset_record, keep_per_run, restart_dead_codes, vq_objective
+from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, vq_objective
+from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
 
@@ -37,7 +38,7 @@ class TokenizerStage:
         self.config, self.store, self.device = config, store, device
         bg = torch.from_numpy(np.ascontiguousarray(median_background(store))).permute(2, 0, 1)
         self.background = to_float(bg).to(device)  # [3, H, W]
-        self._latents: Tensor | None = None
+        self.restarts = CodeRestarts()
 
     @staticmethod
     def build_model(config: TokenizerConfig) -> VideoTokenizer:
@@ -55,41 +56,37 @@ class TokenizerStage:
         out = model(x)
         weight = 1.0 + t.foreground_weight * foreground_mask(x, self.background).float()
         loss, parts = vq_objective(t, out.reconstruction, x, weight, out.vq)
-        self._latents = out.latents.detach()
+        self.restarts.record(out.latents, out.vq.indices, self.config.model.codebook.num_codes)
         return loss, parts
 
-    def after_step(self, model: nn.Module) -> dict[str, float]:
-        return restart_dead_codes(model, self._latents)
+    def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
+        return self.restarts.after_step(model, rt, rng)
 
     # --- evaluation ---
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
-        sums: dict[str, float] = {}
-        fg_hits = fg_total = 0.0
-        frames = 0
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL) -> dict[str, float]:
+        """Sums and codes over this rank's batches, reduced over ranks before any ratio is taken."""
+        sums = {"psnr": 0.0, "ssim": 0.0, "background_psnr": 0.0, "frames": 0.0, "fg_hits": 0.0, "fg": 0.0}
         indices = []
         for batch in batches:
             x = to_float(batch["frames"])
             out = model(x)
             recon = out.reconstruction.float().clamp(0, 1)
-            n = x.shape[0] * x.shape[1]
-            bg = self.background.expand_as(x)
-            for key, value in (
-                ("val/psnr", psnr(recon, x)),
-                ("val/ssim", ssim(recon, x)),
-                ("val/background_psnr", psnr(bg, x)),
-            ):
-                sums[key] = sums.get(key, 0.0) + float(value.sum())
+            sums["psnr"] += float(psnr(recon, x).sum())
+            sums["ssim"] += float(ssim(recon, x).sum())
+            sums["background_psnr"] += float(psnr(self.background.expand_as(x), x).sum())
+            sums["frames"] += x.shape[0] * x.shape[1]
             fg = foreground_mask(x, self.background)
-            fg_total += float(fg.sum())
-            fg_hits += float(object_recall(recon, x, self.background) * fg.sum()) if fg.any() else 0.0
-            frames += n
+            sums["fg"] += float(fg.sum())
+            sums["fg_hits"] += float(object_recall(recon, x, self.background) * fg.sum()) if fg.any() else 0.0
             indices.append(out.indices.flatten().cpu())
-        if frames == 0:
+        sums = rt.all_sum(sums)
+        codes = rt.cat(indices)
+        if sums["frames"] == 0:
             return {}
-        metrics = {k: v / frames for k, v in sums.items()}
-        metrics["val/object_recall"] = fg_hits / fg_total if fg_total else float("nan")
-        usage = codebook_usage(torch.cat(indices), model.quantizer.num_codes)
+        metrics = {f"val/{k}": sums[k] / sums["frames"] for k in ("psnr", "ssim", "background_psnr")}
+        metrics["val/object_recall"] = sums["fg_hits"] / sums["fg"] if sums["fg"] else float("nan")
+        usage = codebook_usage(codes.long(), model.quantizer.num_codes)
         metrics["val/perplexity"] = usage["perplexity"]
         metrics["val/codes_used"] = float(usage["codes_used"])
         metrics["val/dead_codes"] = float(model.quantizer.dead_codes().sum())

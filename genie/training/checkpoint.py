@@ -20,7 +20,7 @@ import yaml
 
 from genie.errors import GenieError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name (resumes in any world size)
 _STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from genie.config import config_from_dict, load_config
@@ -12,6 +13,7 @@ from genie.stages.registry import open_dataset_for, stage_class, stage_from_chec
 from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
 from genie.training.loop import Trainer
 from genie.training.runtime import setup_runtime
+from genie.training.sampler import micro_batch_size
 
 
 def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
@@ -29,8 +31,16 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
             config.data.batch_size = args.batch_size
     if args.max_steps is not None:
         config.training.max_steps = args.max_steps
+    if args.grad_accum is not None:  # also on resume: the global batch stays, only its split changes
+        config.training.grad_accum = args.grad_accum
+    if args.strategy is not None:
+        config.training.strategy = args.strategy
 
-    rt = setup_runtime(args.device, config.training.mixed_precision)
+    # before any process group: a bad split fails at once, on every rank alike
+    micro_batch_size(
+        config.data.batch_size, int(os.environ.get("WORLD_SIZE", "1")), config.training.grad_accum
+    )
+    rt = setup_runtime(args.device, config.training.mixed_precision, config.training.strategy)
     try:
         store = open_dataset_for(config, args.data_dir, args.dataset)
         stage = cls(config, store, rt.device, **_stage_kwargs(stage_name, args, resume))

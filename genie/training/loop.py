@@ -1,7 +1,8 @@
 """The one training loop, shared by every stage (tokenizer, LAM, dynamics).
 
-Each step runs in a fixed order (as torchtitan): zero_grad, forward/backward under autocast,
-unscale + clip, a finiteness check, optimizer step, LR for the next step, log/eval/save when due.
+Each step runs in a fixed order (as torchtitan): zero_grad, forward/backward of each of grad_accum
+micro-batches under autocast (gradients reduced across ranks on the last only), unscale + clip,
+a finiteness check, optimizer step, LR for the next step, log/eval/save when due.
 The LR is a pure function of the step; the data order is a pure function of the step (see
 sampler.py); RNG states are saved; so resuming from a checkpoint equals never having stopped.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from genie.config import TrainingConfig, config_to_dict
 from genie.errors import GenieError
@@ -34,7 +37,7 @@ from genie.training.checkpoint import (
 )
 from genie.training.metrics_log import MetricsLog
 from genie.training.runtime import Runtime, memory_mb, unwrap
-from genie.training.sampler import StepBatchSampler
+from genie.training.sampler import SeededItems, StepBatchSampler, micro_batch_size, validation_clips
 from genie.training.stage import Batch, Stage
 
 
@@ -89,13 +92,19 @@ class Trainer:
     ) -> None:
         self.stage, self.config, self.rt = stage, config, rt
         self.cfg: TrainingConfig = config.training
-        self.batch_size: int = config.data.batch_size
+        self.batch_size: int = config.data.batch_size  # the global batch of one optimizer step
+        self.accum = self.cfg.grad_accum
+        world = rt.world_size
+        self.micro = micro_batch_size(self.batch_size, world, self.accum)  # clips per forward on one rank
         self.progress = progress and rt.is_main
         torch.manual_seed(self.cfg.seed)  # same init on every rank; DDP also broadcasts rank 0's weights
 
         model = stage.build().to(rt.device)
+        if resume is not None:
+            load_model_state(model, resume["model"], resume["path"])
+        self.model = rt.wrap(model)  # before the optimizer: FSDP replaces the parameters with shards
         self.optimizer = torch.optim.AdamW(
-            self._param_groups(model),
+            self._param_groups(self.model),
             lr=self.cfg.max_lr,
             betas=(self.cfg.beta1, self.cfg.beta2),
             fused=rt.device.type == "cuda",
@@ -107,40 +116,45 @@ class Trainer:
         self.step = 0
         self.best: dict | None = None
         if resume is not None:
-            load_model_state(model, resume["model"], resume["path"])
-            self.optimizer.load_state_dict(resume["optimizer"])
+            if resume.get("format_version", 1) >= 2:  # keyed by parameter name: any world size
+                rt.load_optimizer_state(self.model, self.optimizer, resume["optimizer"])
+            else:
+                self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
             self.scaler.load_state_dict(resume["scaler"])
             self.step = int(resume["step"])
+            for group in self.optimizer.param_groups:  # the LR is a function of the step and *this* config
+                group["lr"] = lr_at(self.step, self.cfg)  # (the saved one is stale if max_steps changed)
             _set_rng_state(resume["rng"])
             self.run_dir = Path(resume["path"]).parent
             self.best = read_best(self.run_dir)
         else:
             self.run_dir = Path(str(rt.broadcast(str(new_run_dir(run_root)) if rt.is_main else None)))
-        self.model = rt.wrap(model)
 
-        world = rt.world_size
         self.sampler = StepBatchSampler(
             len(train_set),
-            self.batch_size * world,
+            self.batch_size,
             seed=self.cfg.seed,
             start_step=self.step,
             rank=rt.rank,
             world_size=world,
+            grad_accum=self.accum,
         )
         workers = config.data.num_workers
         self.train_loader = DataLoader(
-            train_set,
+            SeededItems(train_set),
             batch_sampler=self.sampler,
             num_workers=workers,
             pin_memory=rt.device.type == "cuda",
             persistent_workers=workers > 0,
         )
-        # A fixed, evenly spread set of validation clips, sharded over ranks.
-        n_val = min(len(val_set), self.cfg.eval_batches * self.batch_size * world)
+        # A fixed, evenly spread set of validation clips, sharded over ranks, in micro-batches.
+        n_val = min(len(val_set), self.cfg.eval_batches * self.batch_size)
         picks = torch.linspace(0, len(val_set) - 1, n_val).round().long().unique().tolist()
-        self.val_loader = DataLoader(Subset(val_set, picks[rt.rank :: world]), batch_size=self.batch_size)
-        self.frames_per_step = self.batch_size * world * config.data.sequence_length
+        self.val_loader = DataLoader(
+            validation_clips(val_set, picks[rt.rank :: world]), batch_size=self.micro
+        )
+        self.frames_per_step = self.batch_size * config.data.sequence_length
 
     def _param_groups(self, model: torch.nn.Module) -> list[dict]:
         """Weight decay on matrices only (not norms, biases, embeddings' positions, codebooks)."""
@@ -157,14 +171,17 @@ class Trainer:
     # --- checkpoints ---
 
     def save(self, val: dict[str, float] | None = None) -> Path:
+        """Every rank takes part (FSDP gathers the shards); rank 0 writes one world-size-free file."""
         path = checkpoint_path(self.run_dir, self.step)
+        model_state = self.rt.model_state(self.model)
+        optimizer_state = self.rt.optimizer_state(self.model, self.optimizer)
         if self.rt.is_main:
             state = {
                 "format_version": FORMAT_VERSION,
                 "stage": self.stage.name,
                 "step": self.step,
-                "model": unwrap(self.model).state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "rng": _rng_state(),
@@ -203,12 +220,32 @@ class Trainer:
     # --- the loop ---
 
     def validate(self) -> dict[str, float]:
+        """Each rank scores its shard of the validation clips; the stage reduces over ranks."""
         self.model.eval()
-        with torch.no_grad(), self.rt.autocast():
+        with torch.no_grad(), self.rt.autocast(), self.rt.unsharded(self.model):
             batches = (_to_device(b, self.rt.device) for b in self.val_loader)
-            val = self.stage.evaluate(unwrap(self.model), batches)
+            val = self.stage.evaluate(unwrap(self.model), batches, self.rt)
         self.model.train()
-        return self.rt.all_mean(val)
+        return val
+
+    def train_step(self, data: Iterator[Batch]) -> tuple[dict[str, Tensor], Tensor]:
+        """One optimizer step over grad_accum micro-batches; returns the step's mean loss parts and grad norm.
+        Each micro-batch's loss is a mean over its clips, so loss / grad_accum, summed here and averaged over
+        ranks by DDP/FSDP, is the mean over the global batch: the single-process gradient."""
+        rt = self.rt
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, Tensor] = {}
+        for j in range(self.accum):
+            batch = _to_device(next(data), rt.device)
+            with rt.grad_sync(self.model, j == self.accum - 1):
+                with rt.autocast():
+                    loss, parts = self.stage.loss(self.model, batch)
+                self.scaler.scale(loss / self.accum).backward()
+            for k, v in {"loss": loss, **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v.detach().float() / self.accum
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = rt.clip_grad_norm(self.model, self.cfg.max_grad_norm)
+        return totals, grad_norm
 
     def train(self) -> RunResult:
         cfg, rt = self.cfg, self.rt
@@ -230,14 +267,8 @@ class Trainer:
         self.model.train()
         try:
             while self.step < cfg.max_steps:
-                batch = _to_device(next(data), rt.device)
-                self.optimizer.zero_grad(set_to_none=True)
-                with rt.autocast():
-                    loss, parts = self.stage.loss(self.model, batch)
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                if not torch.isfinite(loss).item():
+                totals, grad_norm = self.train_step(data)
+                if rt.any(not torch.isfinite(totals["loss"]).item()):
                     raise GenieError(
                         f"loss became non-finite at step {self.step + 1}; stopped. The last good checkpoint "
                         f"is {last_ckpt if last_ckpt.exists() else 'none (no checkpoint was written yet)'}"
@@ -245,15 +276,17 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
-                extra = self.stage.after_step(unwrap(self.model))
+                rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)  # same on every rank
+                extra = self.stage.after_step(unwrap(self.model), rt, rng)
                 self.step += 1
                 steps_since_log += 1
 
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    means = rt.all_mean({f"train/{k}": v.item() for k, v in totals.items()})
                 if rt.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                     elapsed = time.perf_counter() - t_log
                     row = {
-                        "train/loss": loss.item(),
-                        **{f"train/{k}": v.item() for k, v in parts.items()},
+                        **means,
                         **extra,
                         "grad_norm": grad_norm.item(),
                         "lr": self.optimizer.param_groups[0]["lr"],

@@ -2,7 +2,7 @@
 
 Everything about distribution lives here, so models and stages never import torch.distributed.
 The same code path runs single-process, or under `torchrun` (env RANK/WORLD_SIZE/LOCAL_RANK) with
-NCCL on GPUs and gloo on CPU.
+NCCL on GPUs and gloo on CPU, as DDP or as FSDP2 (`fully_shard`, which gloo also runs in this torch).
 """
 
 from __future__ import annotations
@@ -10,12 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from genie.errors import GenieError
 
@@ -53,10 +62,17 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 @dataclass
 class Runtime:
+    """One process's place in a run, and every collective the loop and the stages need.
+
+    Stages call `all_sum` / `cat` / `full_param` without knowing whether they run alone, under DDP or
+    under FSDP; single-process, each is the identity.
+    """
+
     device: torch.device
     rank: int = 0
     world_size: int = 1
     dtype: torch.dtype | None = None  # autocast dtype, None for fp32
+    strategy: str = "ddp"
 
     @property
     def is_main(self) -> bool:
@@ -66,25 +82,132 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    # --- the model ---
+
     def wrap(self, model: nn.Module) -> nn.Module:
+        """DDP (a full copy per process, gradients all-reduced) or FSDP2 (parameters, gradients and optimizer
+        state sharded: each transformer block, i.e. every module held in an nn.ModuleList, is its own unit,
+        the rest goes with the root). Build the optimizer after this: FSDP replaces the parameters."""
+        if self.sharded:
+            from torch.distributed.fsdp import fully_shard
+
+            # FSDP warns about outputs that are views, in case a caller edits them in place; no stage does.
+            warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+
+            for module in list(model.modules()):
+                if isinstance(module, nn.ModuleList):
+                    for block in module:
+                        fully_shard(block)
+            fully_shard(model)
+            return model
         if not self.distributed:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def all_mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average metrics over ranks (each rank evaluated an equal shard)."""
-        if not self.distributed or not values:
+    def grad_sync(self, model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+        """Wrap a micro-batch's forward and backward: gradients are reduced across ranks only when `sync`
+        (the step's last micro-batch); the others accumulate locally, so accumulation costs no traffic."""
+        if self.sharded:
+            model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
+        if self.distributed and not sync:
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def clip_grad_norm(self, model: nn.Module, max_norm: float) -> Tensor:
+        """Clip to `max_norm` over all (possibly sharded) gradients; returns the plain total norm."""
+        norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+    @contextlib.contextmanager
+    def unsharded(self, model: nn.Module) -> Iterator[None]:
+        """Gather FSDP's shards for work outside `forward` (validation, rollouts call other methods)."""
+        if not self.sharded:
+            yield
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+        for unit in units:
+            unit.unshard()
+        try:
+            yield
+        finally:
+            for unit in units:
+                unit.reshard()
+
+    @contextlib.contextmanager
+    def full_param(self, param: nn.Parameter) -> Iterator[Tensor]:
+        """A parameter as one full tensor to edit in place (dead-code restarts); FSDP's shard is refreshed
+        from it afterwards. Every rank must make the same edit."""
+        if not isinstance(param.data, DTensor):
+            yield param.data
+            return
+        full = param.data.full_tensor()
+        yield full
+        shard = distribute_tensor(full, param.data.device_mesh, param.data.placements)
+        param.data.to_local().copy_(shard.to_local())
+
+    def model_state(self, model: nn.Module) -> dict[str, Tensor]:
+        """The full state dict, plain keys (no `module.`), on CPU; a collective under FSDP (call on every
+        rank). It loads into the bare model in any world size."""
+        return get_model_state_dict(model, options=_FULL)
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        """The full optimizer state keyed by parameter name, so it resumes in any world size or strategy."""
+        return get_optimizer_state_dict(model, optimizer, options=_FULL)
+
+    def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+    # --- collectives ---
+
+    def sum_tensor(self, t: Tensor) -> Tensor:
+        """Sum a tensor over ranks (a copy; the input is left alone)."""
+        t = t.clone()
+        if self.distributed:
+            dist.all_reduce(t)
+        return t
+
+    def all_sum(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum numbers over ranks in float64. A key some rank lacks counts as 0 there."""
+        if not self.distributed:
             return values
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+        every: list[list[str] | None] = [None] * self.world_size
+        dist.all_gather_object(every, sorted(values))
+        keys = sorted({k for ks in every for k in ks or []})
+        if not keys:
+            return {}
+        t = torch.tensor([values.get(k, 0.0) for k in keys], dtype=torch.float64, device=self.device)
+        return dict(zip(keys, self.sum_tensor(t).tolist(), strict=True))
+
+    def all_mean(self, values: dict[str, float]) -> dict[str, float]:
+        return {k: v / self.world_size for k, v in self.all_sum(values).items()}
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on any (so all ranks stop together)."""
+        return bool(self.sum_tensor(torch.tensor([float(flag)], device=self.device)).item())
+
+    def cat(self, tensors: list[Tensor]) -> Tensor:
+        """Concatenate tensors along dim 0: this rank's list, then all ranks in rank order. Ranks may hold
+        different lengths. With contiguous shards this rebuilds the global batch in single-process order."""
+        local = torch.cat(tensors) if tensors else torch.zeros(0)
+        if not self.distributed:
+            return local
+        parts: list[Tensor | None] = [None] * self.world_size
+        dist.all_gather_object(parts, local.cpu())
+        full = [p for p in parts if p is not None and p.numel()]
+        return torch.cat(full).to(local.device) if full else local
 
     def broadcast(self, obj: object) -> object:
         if not self.distributed:
@@ -98,19 +221,42 @@ class Runtime:
             dist.destroy_process_group()
 
 
-def setup_runtime(device_name: str, mixed_precision: bool) -> Runtime:
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def setup_runtime(device_name: str, mixed_precision: bool, strategy: str = "ddp") -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if strategy == "fsdp" and device.type == "mps":
+        raise GenieError(
+            "--strategy fsdp needs CUDA (NCCL) or CPU (gloo) processes; it is not supported on MPS"
+        )
+    if (world_size > 1 or strategy == "fsdp") and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        if world_size == 1:  # FSDP alone still needs a process group (of one)
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.setdefault("RANK", "0")
+            os.environ.setdefault("WORLD_SIZE", "1")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, rank, world_size, amp_dtype(device, mixed_precision))
+    return Runtime(device, rank, world_size, amp_dtype(device, mixed_precision), strategy)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LOCAL = Runtime(torch.device("cpu"))  # a single process: every collective is the identity
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP, so saved keys carry no `module.` prefix."""
+    """The plain module under DDP (FSDP2 shards in place: there the model is its own module)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 

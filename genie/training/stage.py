@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from torch import Tensor, nn
+from torch import Generator, Tensor, nn
+
+from genie.training.runtime import Runtime
 
 Batch = dict[str, Tensor]
 
@@ -20,15 +22,20 @@ class Stage(Protocol):
         ...
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Scalar loss to minimise and named parts to log (tensors; read with .item() at log time)."""
+        """Scalar loss to minimise and named parts to log (tensors; read with .item() at log time).
+
+        The loss must be a mean of per-clip losses, so that micro-batches and ranks add up to the
+        single-process loss; per-clip randomness comes from `batch["noise_seed"]`."""
         ...
 
-    def after_step(self, model: nn.Module) -> dict[str, float]:
-        """Work after each optimizer step (e.g. dead-code restarts); returns numbers worth logging."""
+    def after_step(self, model: nn.Module, rt: Runtime, rng: Generator) -> dict[str, float]:
+        """Work after each optimizer step (e.g. dead-code restarts), the same on every rank: use `rt` to see
+        the whole global batch and `rng` (seeded by the step) for any draw. Returns numbers worth logging."""
         ...
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
-        """Validation metrics (keys like 'val/psnr') averaged over the batches."""
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], rt: Runtime) -> dict[str, float]:
+        """Validation metrics (keys like 'val/psnr') over this rank's batches, reduced over ranks with `rt`
+        before any ratio is taken, so every rank returns the metrics of the whole validation set."""
         ...
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
