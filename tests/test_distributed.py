@@ -81,12 +81,16 @@ def _assert_same(a: Path, b: Path, step: int = STEPS) -> None:
         torch.testing.assert_close(torch.tensor(ma[k]), torch.tensor(mb[k]), rtol=1e-4, atol=1e-5, msg=k)
 
 
-@pytest.mark.parametrize("stage", ["tokenizer", "lam", "dynamics"])
-def test_two_ddp_ranks_match_one_process(stage, pong_dataset, upstream, tmp_path):
+@pytest.mark.parametrize(
+    "stage, strategy",
+    # FSDP on the dynamics stage too: its validation rolls out through methods other than forward
+    [("tokenizer", "ddp"), ("lam", "ddp"), ("dynamics", "ddp"), ("dynamics", "fsdp")],
+)
+def test_two_ranks_match_one_process(stage, strategy, pong_dataset, upstream, tmp_path):
     config = _config(tmp_path, stage)
     single = _args(stage, config, tmp_path / "one", pong_dataset, upstream)
     assert main(single) == 0
-    _torchrun(_args(stage, config, tmp_path / "two", pong_dataset, upstream))
+    _torchrun([*_args(stage, config, tmp_path / "two", pong_dataset, upstream), "--strategy", strategy])
     _assert_same(_run(tmp_path / "one", stage), _run(tmp_path / "two", stage))
 
 

@@ -251,7 +251,9 @@ class DynamicsStage:
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
-        loader = DataLoader(validation_clips(val, picks), batch_size=d.batch_size)
+        loader = DataLoader(
+            validation_clips(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size)
+        )
         bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
 
         def batches() -> Iterable[Batch]:

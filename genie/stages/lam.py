@@ -189,7 +189,7 @@ class LamStage:
         stem = f"visual_eval_step_{step}_{run}"
         val = ClipDataset(self.store, "val", T, stride=T)
         picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
-        loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
+        loader = DataLoader(Subset(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size))
         with torch.no_grad():
             metrics, details = self._measure(
                 model, ({k: v.to(self.device) for k, v in b.items()} for b in loader)

@@ -100,7 +100,7 @@ class TokenizerStage:
         out_dir = Path(eval_dir) / "tokenizer"
         val = ClipDataset(self.store, "val", T, stride=T)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 64)).round().long().unique().tolist()
-        loader = DataLoader(Subset(val, picks), batch_size=d.batch_size)
+        loader = DataLoader(Subset(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size))
         with torch.no_grad():
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))
             shown = torch.stack([val[i]["frames"] for i in picks[:: max(1, len(picks) // 4)][:4]])

@@ -118,6 +118,10 @@ class Trainer:
         if resume is not None:
             if resume.get("format_version", 1) >= 2:  # keyed by parameter name: any world size
                 rt.load_optimizer_state(self.model, self.optimizer, resume["optimizer"])
+            elif rt.sharded:
+                raise GenieError(
+                    f"{resume['path']} predates sharded checkpoints (format 1): resume it with --strategy ddp"
+                )
             else:
                 self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
@@ -125,11 +129,14 @@ class Trainer:
             self.step = int(resume["step"])
             for group in self.optimizer.param_groups:  # the LR is a function of the step and *this* config
                 group["lr"] = lr_at(self.step, self.cfg)  # (the saved one is stale if max_steps changed)
-            _set_rng_state(resume["rng"])
+            _set_rng_state(resume["rng"])  # rank 0's; ranks are told apart below
             self.run_dir = Path(resume["path"]).parent
             self.best = read_best(self.run_dir)
         else:
             self.run_dir = Path(str(rt.broadcast(str(new_run_dir(run_root)) if rt.is_main else None)))
+
+        if rt.rank:  # dropout: every rank its own stream (the weights above were built from one seed)
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.step * 1_009 + rt.rank)
 
         self.sampler = StepBatchSampler(
             len(train_set),
@@ -187,6 +194,7 @@ class Trainer:
                 "rng": _rng_state(),
                 "config": config_to_dict(self.config),
                 "val": val or {},
+                "micro_batch": self.micro,  # clips per forward pass: what `genie eval` may put on one device
                 **self.stage.checkpoint_extras(),
             }
             save_atomic(state, path)

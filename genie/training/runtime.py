@@ -138,11 +138,16 @@ class Runtime:
         from torch.distributed.fsdp import FSDPModule
 
         units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+        blocks = [u for u in units if u is not model]  # the root keeps its own (unsharded) default
+        for unit in blocks:  # else a block's forward would shard it again, under a later non-forward call
+            unit.set_reshard_after_forward(False, recurse=False)
         for unit in units:
             unit.unshard()
         try:
-            yield
+            yield  # no collective runs in here: ranks may run different numbers of batches
         finally:
+            for unit in blocks:
+                unit.set_reshard_after_forward(True, recurse=False)
             for unit in units:
                 unit.reshard()
 
@@ -217,7 +222,7 @@ class Runtime:
         return box[0]
 
     def close(self) -> None:
-        if self.distributed and dist.is_initialized():
+        if dist.is_initialized():
             dist.destroy_process_group()
 
 
