@@ -27,8 +27,11 @@ def machine(benchmark: str, device: str) -> dict[str, object]:
 
 
 def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> None:
-    """Print the results as a table (floats to `digits` places) and write them to `path` as JSON."""
+    """Print the results as a table (floats to `digits` places) and write them to `path` as JSON. Nested
+    dicts go to the JSON only: their benchmark prints its own lines for them."""
     for key, value in results.items():
+        if isinstance(value, dict):
+            continue
         print(f"{key:{width}s} {value:.{digits}f}" if isinstance(value, float) else f"{key:{width}s} {value}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")

@@ -11,13 +11,10 @@ tiny preset and for the user's config (at a batch size that fits this machine), 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import tempfile
 from pathlib import Path
 
-import torch
+from common import machine, save
 
 from genie.config import TokenizerConfig, load_config
 from genie.data.clips import ClipDataset
@@ -81,12 +78,7 @@ def main() -> None:
     user.data.batch_size = a.user_batch
 
     result = {
-        "benchmark": "train_throughput",
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "device": a.device,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        **machine("train_throughput", a.device),
         "tiny": measure(tiny, store, a.device, a.tiny_steps, log_every=10),
         "user_config": measure(user, store, a.device, a.user_steps, log_every=1),
     }
@@ -103,9 +95,7 @@ def main() -> None:
             f"p={r['patch_size']}  {r['frames_per_s']:8.1f} frames/s  peak {r['peak_mem_mb']:.0f} MB"
         )
     print(f"tiny anonymous memory (heap, no memmapped data): step 100 {at_100} MB, step {max(mem)} {last} MB")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {a.out}")
+    save(result, a.out, width=34, digits=1)
 
 
 if __name__ == "__main__":
