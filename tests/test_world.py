@@ -100,6 +100,18 @@ def test_key_map_from_true_labels():
     assert m.keys == {"up": 0, "down": 1, "stay": 2}
 
 
+def test_key_map_gives_every_key_a_code_when_the_codes_lean_one_way():
+    """A weak LAM: two codes are mostly "up"; one to one, the weaker of them still becomes "down"."""
+    codes = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+    truth = np.array([0, 0, 0, 1, 1, 1, 2, 1, 2, 2])  # code 1: up 3 / down 1; code 2: up 1 / down 2
+    m = map_from_labels(codes, truth, ["stay", "up", "down"], 3, "test")
+    assert m.keys == {"stay": 0, "up": 1, "down": 2}
+    codes = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    truth = np.array([0, 0, 0, 1, 1, 2, 1, 1, 2])  # both moving codes mostly "up"
+    m = map_from_labels(codes, truth, ["stay", "up", "down"], 3, "test")
+    assert sorted(m.labels) == ["down", "stay", "up"] and m.confidence[m.keys["down"]] == pytest.approx(1 / 3)
+
+
 def test_key_map_prefers_the_most_seen_code_for_a_shared_label():
     m = map_from_labels(np.array([0, 1, 1, 2]), np.array([1, 1, 1, 0]), ["stay", "up"], 3, "test")
     assert m.labels == ["up", "up", "stay"] and m.keys == {"up": 1, "stay": 2}

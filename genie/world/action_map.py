@@ -1,6 +1,6 @@
 """Which latent action means what: keys are mapped to latent codes automatically, with how sure we are.
 
-With true actions in the data, each code takes the movement it agrees with most on validation
+With true actions in the data, codes and movements are matched one to one by agreement on validation
 transitions (identifiable ones where recorded: there the movement is visible in the frames). Without
 them, each code's effect is read from the frames: the LAM decoder predicts the next frame once per
 code from the same past, the pixels where those predictions differ are the controlled object, and the
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from genie.evaluation.action_metrics import best_mapping_accuracy
 
 STAY = "stay"
 MAX_SHIFT = 6  # pixels searched each way for a code's displacement (a paddle moves ~1-4 a frame at 72 rows)
@@ -57,12 +59,18 @@ class ActionMap:
 def map_from_labels(
     codes: np.ndarray, truth: np.ndarray, names: list[str], num_codes: int, source: str
 ) -> ActionMap:
-    """codes, truth: int arrays of the same length (truth indexes `names`) -> each code's majority label."""
+    """codes, truth: int arrays of the same length (truth indexes `names`) -> a label per code.
+
+    One to one first (the best mapping, as the LAM's accuracy is scored), so every key gets a code even
+    when a weak LAM's codes all lean the same way (two codes "mostly up" would leave no "down" key);
+    codes left over, when there are more codes than labels, take their majority label. The confidence
+    says how often each code's transitions really were its label."""
     confusion = np.zeros((num_codes, len(names)), dtype=np.int64)
     np.add.at(confusion, (codes, truth), 1)
+    _, matched = best_mapping_accuracy(confusion)
     labels, confidence = [], []
-    for row in confusion:
-        best = int(row.argmax())
+    for code, row in enumerate(confusion):
+        best = matched.get(code, int(row.argmax()))
         labels.append(names[best])
         confidence.append(float(row[best] / row.sum()) if row.sum() else 0.0)
     return ActionMap(labels, confidence, confusion.sum(1).tolist(), source)
