@@ -73,6 +73,8 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
             f"'down' down in {control['down_rate']:.0%} (real frames with true actions: "
             f"{real.get('up_rate', float('nan')):.0%} / {real.get('down_rate', float('nan')):.0%})"
         )
+    else:
+        print("control: not measured (it needs a known paddle, as Pong's, and keys mapped to up and down)")
     print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min.")
     print(f"play it: .venv/bin/genie play --checkpoint {dynamics}   (arrow keys or W/S; opens your browser)")
 

@@ -218,6 +218,11 @@ def write_report(
                 f"{real.get('up_rate', float('nan')):.0%} / {real.get('down_rate', float('nan')):.0%}); "
                 f"paddle found in {control['paddle_seen']:.0%} of generated frames.</p>"
             )
+        else:
+            sections.append(
+                "<h2>control you can see</h2><p>not measured: it needs a known paddle (Pong's) and keys "
+                "mapped to up and down.</p>"
+            )
         keys = " ".join(f"{k}x{n}" for k, n in PLAY_SCRIPT)
         sections.append(
             f"<h2>play</h2><p>a dynamics model trained on {play['actions']}; "
