@@ -14,10 +14,23 @@ Distances run in fp32 whatever the autocast dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class SpreadItems(Protocol):
+    """Items (one row each) spread over processes, seen as one list in process order."""
+
+    def gather(self, values: Tensor) -> Tensor:
+        """This process's per-item values [n] -> every process's, concatenated."""
+        ...
+
+    def rows(self, picks: Tensor, local: Tensor) -> Tensor:
+        """Indices into the whole list -> those rows, given this process's rows `local` [n, D]."""
+        ...
 
 
 @dataclass
@@ -85,7 +98,11 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def restart_dead_codes_(
-        self, z: Tensor, generator: torch.Generator | None = None, codebook: Tensor | None = None
+        self,
+        z: Tensor,
+        generator: torch.Generator | None = None,
+        codebook: Tensor | None = None,
+        spread: SpreadItems | None = None,
     ) -> int:
         """Move dead codes onto encoder outputs z [..., D]; returns how many were restarted.
 
@@ -93,6 +110,8 @@ class VectorQuantizer(nn.Module):
         most patches are the same background, so uniform draws would land on it again, while the
         error-weighted draw puts spare codes on the ball and paddles the codebook still misses.
         `codebook` is the full tensor to read and edit (FSDP hands one over); by default this module's.
+        `spread`, when z is one rank's share of a global batch, draws over all ranks' outputs while
+        moving only their errors and the chosen rows.
         """
         dead = self.dead_codes().nonzero().flatten()
         if dead.numel() == 0:
@@ -101,10 +120,13 @@ class VectorQuantizer(nn.Module):
         flat = F.normalize(z.detach().float().reshape(-1, self.dim), dim=-1)
         codes = F.normalize(book.float(), dim=-1)
         error = (1 - (flat @ codes.t()).amax(dim=-1)).clamp_min(0).cpu().double() + 1e-12
-        replace = flat.shape[0] < dead.numel()
+        if spread is not None:
+            error = spread.gather(error)
+        replace = error.numel() < dead.numel()
         pick = torch.multinomial(error, dead.numel(), replacement=replace, generator=generator)
+        chosen = flat[pick.to(flat.device)] if spread is None else spread.rows(pick, flat)
         noise = 0.01 * torch.randn(dead.numel(), self.dim, generator=generator)
-        targets = F.normalize(flat[pick.to(flat.device)] + noise.to(flat.device), dim=-1)
+        targets = F.normalize(chosen + noise.to(flat.device), dim=-1)
         book[dead.to(book.device)] = targets.to(book.dtype)
         self.usage[dead] = 4 * self.dead_threshold / self.num_codes  # ~140 steps of grace at decay 0.99
         self.restarts += dead.numel()

@@ -48,9 +48,10 @@ class CodeRestarts:
     """Dead-code restarts for a VQ stage, over the whole global batch.
 
     `record` keeps each micro-batch's encoder outputs and code counts; `after_step` folds the counts of all
-    micro-batches and ranks into the usage EMA, then restarts dead codes onto latents gathered from every
-    rank in single-process order, drawing with the step's generator: every rank makes the same edit, and a
-    2-rank or accumulated run restarts exactly as one process with the same global batch would.
+    micro-batches and ranks into the usage EMA, then restarts dead codes onto latents drawn from every
+    rank's in single-process order (only their errors and the chosen rows move), with the step's
+    generator: every rank makes the same edit, and a 2-rank or accumulated run restarts exactly as one
+    process with the same global batch would.
     """
 
     def __init__(self) -> None:
@@ -67,9 +68,8 @@ class CodeRestarts:
         if self.counts is not None:
             q.update_usage_(rt.sum_tensor(self.counts))
             if q.dead_codes().any():
-                z = rt.cat(self.latents)
                 with rt.full_param(q.codebook) as codebook:
-                    q.restart_dead_codes_(z, rng, codebook=codebook)
+                    q.restart_dead_codes_(torch.cat(self.latents), rng, codebook, rt.spread_items())
         self.latents, self.counts = [], None
         return {"vq/restarted_total": float(q.restarts)}
 

@@ -214,6 +214,10 @@ class Runtime:
         full = [p for p in parts if p is not None and p.numel()]
         return torch.cat(full).to(local.device) if full else local
 
+    def spread_items(self) -> SpreadItems:
+        """This rank's rows of a global batch seen as one list (for dead-code restarts)."""
+        return SpreadItems(self)
+
     def broadcast(self, obj: object) -> object:
         if not self.distributed:
             return obj
@@ -224,6 +228,25 @@ class Runtime:
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class SpreadItems:
+    """Rows spread over ranks as one list in rank order, moving only per-row values and chosen rows: a
+    restart needs every row's error but only a few rows, so it ships N numbers, not N x D."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt, self.offset = rt, 0
+
+    def gather(self, values: Tensor) -> Tensor:
+        sizes = self.rt.cat([torch.tensor([values.shape[0]])])
+        self.offset = int(sizes[: self.rt.rank].sum())
+        return self.rt.cat([values])
+
+    def rows(self, picks: Tensor, local: Tensor) -> Tensor:
+        mine = (picks >= self.offset) & (picks < self.offset + local.shape[0])
+        out = local.new_zeros(picks.numel(), local.shape[1])
+        out[mine.to(local.device)] = local[(picks[mine] - self.offset).to(local.device)]
+        return self.rt.sum_tensor(out)  # each chosen row comes from the one rank that holds it
 
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
