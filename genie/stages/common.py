@@ -85,6 +85,12 @@ def dataset_record(store: EpisodeStore, data: Any) -> dict[str, Any]:
     }
 
 
+def report_batch_size(checkpoint: dict[str, Any], data: Any) -> int:
+    """Clips per forward pass for `report`: the run's training micro-batch (it fit on one device), not the
+    global batch, which a multi-GPU or accumulated run spread over several passes."""
+    return int(checkpoint.get("micro_batch", data.batch_size))
+
+
 def keep_per_run(paths: list[Path], checkpoint: dict[str, Any]) -> None:
     """Copy eval outputs to <their folder>/runs/<run name>/ as well. The user's file names carry the step
     but not the run, so a second run evaluated at the same step (say the --actions true oracle beside the

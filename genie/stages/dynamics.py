@@ -32,7 +32,7 @@ from genie.evaluation.metrics import masked_psnr, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.progress import progress_bar
-from genie.stages.common import dataset_record, keep_per_run
+from genie.stages.common import dataset_record, keep_per_run, report_batch_size
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
@@ -251,9 +251,7 @@ class DynamicsStage:
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
-        loader = DataLoader(
-            validation_clips(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size)
-        )
+        loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
         bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
 
         def batches() -> Iterable[Batch]:

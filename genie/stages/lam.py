@@ -34,7 +34,7 @@ from genie.evaluation.action_metrics import agreement
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
-from genie.stages.common import CodeRestarts, dataset_record, vq_objective
+from genie.stages.common import CodeRestarts, dataset_record, report_batch_size, vq_objective
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
@@ -189,7 +189,7 @@ class LamStage:
         stem = f"visual_eval_step_{step}_{run}"
         val = ClipDataset(self.store, "val", T, stride=T)
         picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
-        loader = DataLoader(Subset(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size))
+        loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics, details = self._measure(
                 model, ({k: v.to(self.device) for k, v in b.items()} for b in loader)

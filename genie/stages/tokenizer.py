@@ -24,7 +24,7 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
-from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, vq_objective
+from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, report_batch_size, vq_objective
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
@@ -100,7 +100,7 @@ class TokenizerStage:
         out_dir = Path(eval_dir) / "tokenizer"
         val = ClipDataset(self.store, "val", T, stride=T)
         picks = torch.linspace(0, len(val) - 1, min(len(val), 64)).round().long().unique().tolist()
-        loader = DataLoader(Subset(val, picks), batch_size=checkpoint.get("micro_batch", d.batch_size))
+        loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))
             shown = torch.stack([val[i]["frames"] for i in picks[:: max(1, len(picks) // 4)][:4]])

@@ -290,19 +290,19 @@ class Trainer:
                 steps_since_log += 1
 
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    means = rt.all_mean({f"train/{k}": v.item() for k, v in totals.items()})
-                if rt.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
-                    elapsed = time.perf_counter() - t_log
-                    row = {
-                        **means,
-                        **extra,
-                        "grad_norm": grad_norm.item(),
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "frames_per_s": steps_since_log * self.frames_per_step / max(elapsed, 1e-9),
-                        **memory_mb(rt.device),
-                    }
-                    log.log(row, self.step)
-                    bar.set_postfix(loss=f"{row['train/loss']:.4g}", fps=f"{row['frames_per_s']:.0f}")
+                    means = rt.all_mean({f"train/{k}": v.item() for k, v in totals.items()})  # every rank
+                    if rt.is_main:
+                        elapsed = time.perf_counter() - t_log
+                        row = {
+                            **means,
+                            **extra,
+                            "grad_norm": grad_norm.item(),
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "frames_per_s": steps_since_log * self.frames_per_step / max(elapsed, 1e-9),
+                            **memory_mb(rt.device),
+                        }
+                        log.log(row, self.step)
+                        bar.set_postfix(loss=f"{row['train/loss']:.4g}", fps=f"{row['frames_per_s']:.0f}")
                     t_log, steps_since_log = time.perf_counter(), 0
                 bar.update(1)
 
