@@ -93,6 +93,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         width=args.width,
         episode_frames=args.episode_frames,
         val_fraction=args.val_fraction,
+        **({} if args.max_hold is None else {"max_hold": args.max_hold}),
         overwrite=args.overwrite,
         probe=not args.no_probe,
     )
@@ -205,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     p.add_argument(
         "--no_probe", action="store_true", help="skip the per-step identifiability probe (~3x faster)"
+    )
+    p.add_argument(
+        "--max_hold",
+        type=_positive_int,
+        help="the behaviour policy holds each random action for 1..max_hold steps (default 8)",
     )
     add_resolution_args(p)
     p.set_defaults(func=_cmd_collect)

@@ -10,6 +10,7 @@ import pytest
 from genie.data.actions import class_ids, movement_class
 from genie.data.collect import AleGame, collect, is_identifiable, probe_next_screens
 from genie.data.games import KNOWN_GAMES, resolve_game
+from genie.data.policy import HoldPolicy
 from genie.data.resize import resize_frame
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
@@ -166,6 +167,19 @@ def test_pong_ram_facts_and_probe() -> None:
     game.close()
 
 
+def test_max_hold_sets_how_long_actions_run() -> None:
+    """max_hold 1 draws every step afresh (the action repeats 1 time in 6); the default holds runs."""
+    ram = np.zeros(128, dtype=np.uint8)
+
+    def repeat_share(max_hold: int) -> float:
+        policy = HoldPolicy(6, seed=0, max_hold=max_hold)
+        acts = np.array([policy.act(ram) for _ in range(6000)])
+        return float(np.mean(acts[1:] == acts[:-1]))
+
+    assert abs(repeat_share(1) - 1 / 6) < 0.03
+    assert repeat_share(8) > 0.75
+
+
 def test_movement_classes() -> None:
     assert [movement_class(m) for m in ("NOOP", "FIRE", "RIGHTFIRE", "UPLEFTFIRE")] == [
         "NOOP",
@@ -183,6 +197,8 @@ def test_game_ids_and_bad_arguments(tmp_path: Path) -> None:
         collect("pong", tmp_path, frames=100, episode_frames=100)
     with pytest.raises(GenieError, match=r"val_fraction must be in \(0, 1\), got 1.5"):
         collect("pong", tmp_path, frames=100, episode_frames=50, val_fraction=1.5)  # before recording
+    with pytest.raises(GenieError, match="max_hold must be a positive integer, got 0"):
+        collect("pong", tmp_path, frames=100, episode_frames=50, max_hold=0)
     assert not any(tmp_path.iterdir())
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from genie.data.actions import class_representatives, movement_classes
 from genie.data.games import KNOWN_GAMES, resolve_game
-from genie.data.policy import HoldPolicy, make_policy
+from genie.data.policy import DEFAULT_MAX_HOLD, HoldPolicy, make_policy
 from genie.data.resize import resize_frame
 from genie.data.store import DEFAULT_ALE_FRAMES
 from genie.data.writer import DatasetWriter, check_dataset_name
@@ -108,6 +108,7 @@ def collect(
     val_fraction: float = 0.1,
     overwrite: bool = False,
     progress: bool = True,
+    max_hold: int = DEFAULT_MAX_HOLD,
     probe: bool = True,
 ) -> Path:
     """Record `frames` frames of an ALE game into DATA_DIR/<dataset> (default: the game id); returns it.
@@ -124,6 +125,7 @@ def collect(
         ("episode_frames", episode_frames),
         ("height", height),
         ("width", width),
+        ("max_hold", max_hold),
     ):
         if value < 1:
             raise GenieError(f"{name} must be a positive integer, got {value}")
@@ -152,7 +154,7 @@ def collect(
         ale = AleGame(env_id, seed)
         try:
             classes = movement_classes(ale.meanings)
-            policy = make_policy(facts.paddle if facts else None, classes, seed)
+            policy = make_policy(facts.paddle if facts else None, classes, seed, max_hold=max_hold)
             stats = _record(ale, writer, policy, classes, total, episode_frames, probe, progress)
         finally:
             ale.close()

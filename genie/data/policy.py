@@ -20,6 +20,8 @@ import numpy as np
 
 from genie.data.games import Paddle
 
+DEFAULT_MAX_HOLD = 8
+
 
 @dataclass(frozen=True)
 class WallGuard:
@@ -42,7 +44,9 @@ class WallGuard:
 class HoldPolicy:
     """Uniform random actions held for 1..max_hold steps, with an optional wall guard."""
 
-    def __init__(self, num_actions: int, seed: int, *, max_hold: int = 8, guard: WallGuard | None = None):
+    def __init__(
+        self, num_actions: int, seed: int, *, max_hold: int = DEFAULT_MAX_HOLD, guard: WallGuard | None = None
+    ):
         self.num_actions = num_actions
         self.max_hold = max_hold
         self.guard = guard
@@ -90,11 +94,13 @@ class HoldPolicy:
         }
 
 
-def make_policy(paddle: Paddle | None, classes: list[str], seed: int) -> HoldPolicy:
+def make_policy(
+    paddle: Paddle | None, classes: list[str], seed: int, *, max_hold: int = DEFAULT_MAX_HOLD
+) -> HoldPolicy:
     """The behaviour policy for a game with these movement classes (one per action)."""
     guard = None
     if paddle is not None:
         up = tuple(a for a, c in enumerate(classes) if c == paddle.up_class)
         down = tuple(a for a, c in enumerate(classes) if c == paddle.down_class)
         guard = WallGuard(paddle, up, down)
-    return HoldPolicy(len(classes), seed, guard=guard)
+    return HoldPolicy(len(classes), seed, max_hold=max_hold, guard=guard)
