@@ -31,7 +31,8 @@ RESULTS = Path(__file__).parent / "results" / "play_fps.json"
 def build(device: torch.device) -> tuple[VideoTokenizer, DynamicsModel, int]:
     tok_cfg = load_config(TokenizerConfig, ROOT / "configs/tiny/tokenizer.yaml")
     dyn_cfg = load_config(DynamicsConfig, ROOT / "configs/tiny/dynamics.yaml")
-    tok = VideoTokenizer(tok_cfg.model, height=tok_cfg.data.height, width=tok_cfg.data.width)
+    d = tok_cfg.data
+    tok = VideoTokenizer(tok_cfg.model, height=d.height, width=d.width, window=d.sequence_length)
     m = dyn_cfg.model
     dyn = DynamicsModel(
         m.architecture,

@@ -60,6 +60,23 @@ def test_rotary_depends_on_offsets_only():
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_sliding_window_sees_only_the_last_frames():
+    """A causal stack run with window w over a longer clip: a frame never sees w or more frames back
+    (one block), and a clip within the window is run exactly as without one."""
+    torch.manual_seed(0)
+    net = STTransformer(TransformerConfig(num_layers=1, d_model=32, num_heads=4), causal=True)
+    x = torch.randn(2, 6, 3, 32)
+    torch.testing.assert_close(net(x[:, :3], window=3), net(x[:, :3]))
+    x2 = x.clone()
+    x2[:, 1] = torch.randn_like(x[:, 1])
+    y, y2 = net(x, window=3), net(x2, window=3)
+    torch.testing.assert_close(y2[:, 4:], y[:, 4:])  # frames 4, 5 are 3+ frames after frame 1
+    assert (y2[:, 1:4] - y[:, 1:4]).abs().amax() > 1e-3
+    assert (net(x2)[:, 4:] - net(x)[:, 4:]).abs().amax() > 1e-3  # without the window they see it
+    with pytest.raises(ValueError, match="causal"):
+        STTransformer(TransformerConfig(num_layers=1, d_model=32, num_heads=4), causal=False)(x, window=3)
+
+
 def test_checkpointing_matches_plain_forward_and_grads():
     torch.manual_seed(0)
     cfg = TransformerConfig(num_layers=2, d_model=32, num_heads=4)

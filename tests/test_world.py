@@ -43,6 +43,12 @@ def test_cached_decode_equals_full_decode():
     cache = FrameCache(window=8)
     step = [tok.decode_next(tokens[:, t], cache) for t in range(5)]
     torch.testing.assert_close(torch.stack(step, 1), full, atol=1e-5, rtol=1e-4)
+    # a clip longer than the training window decodes as a sliding window, as play's cache does
+    tok.window = 3
+    tokens = torch.randint(0, cfg.codebook.num_codes, (2, 7, tok.num_patches))
+    cache = FrameCache(window=3)
+    step = [tok.decode_next(tokens[:, t], cache) for t in range(7)]
+    torch.testing.assert_close(torch.stack(step, 1), tok.decode(tokens), atol=1e-5, rtol=1e-4)
 
 
 def test_world_steps_frames_deterministically_for_a_seed(models):

@@ -81,10 +81,16 @@ class Attention(nn.Module):
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))
 
     def forward(
-        self, x: Tensor, *, causal: bool = False, rotary: tuple[Tensor, Tensor] | None = None
+        self,
+        x: Tensor,
+        *,
+        causal: bool = False,
+        rotary: tuple[Tensor, Tensor] | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
-        """x [B, L, D] -> [B, L, D]; `rotary` = (cos, sin) tables of the L positions."""
-        return self.attend(*self.project(x, rotary), causal=causal)
+        """x [B, L, D] -> [B, L, D]; `rotary` = (cos, sin) tables of the L positions; `mask` [L, L] bool
+        (True may attend) replaces `causal`."""
+        return self.attend(*self.project(x, rotary), causal=causal and mask is None, mask=mask)
 
 
 class MLP(nn.Sequential):
@@ -107,15 +113,16 @@ class STBlock(nn.Module):
         self.mlp = MLP(d, cfg.dim_feedforward, cfg.activation, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:
-        """x [B, T, N, D] -> [B, T, N, D]."""
+    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tensor:
+        """x [B, T, N, D] -> [B, T, N, D]; `mask` [T, T] bool: which frames each frame sees (None: causal
+        or all, as built)."""
         B = x.shape[0]
         # --- spatial attention: patches of one frame ---
         x = rearrange(x, "b t n d -> (b t) n d")
         x = x + self.drop(self.spatial(self.norm1(x)))
         # --- temporal attention: one patch position across frames ---
         x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
-        x = x + self.drop(self.temporal(self.norm2(x), causal=self.causal, rotary=rotary))
+        x = x + self.drop(self.temporal(self.norm2(x), causal=self.causal, rotary=rotary, mask=mask))
         x = rearrange(x, "(b n) t d -> b t n d", b=B)
         # --- feedforward ---
         return x + self.drop(self.mlp(self.norm3(x)))
@@ -181,16 +188,29 @@ class STTransformer(nn.Module):
         self.blocks = nn.ModuleList(STBlock(cfg, causal=causal) for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head_dim = cfg.d_model // cfg.num_heads
+        self.causal = causal
         self.checkpointing = checkpointing
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x [B, T, N, D] -> [B, T, N, D]."""
-        rotary = rotary_cos_sin(torch.arange(x.shape[1], device=x.device), self.head_dim)
+    def forward(self, x: Tensor, window: int | None = None) -> Tensor:
+        """x [B, T, N, D] -> [B, T, N, D].
+
+        With `window` (a causal model's training clip length), a clip longer than it is run as a sliding
+        window: each frame sees itself and the window - 1 frames before it, never temporal offsets that
+        training did not show. The same as `forward_cached` with a cache of that window, frame by frame.
+        """
+        T = x.shape[1]
+        rotary = rotary_cos_sin(torch.arange(T, device=x.device), self.head_dim)
+        mask = None
+        if window is not None and window < T:
+            if not self.causal:
+                raise ValueError("a sliding window needs a causal transformer")
+            offset = torch.arange(T, device=x.device)[:, None] - torch.arange(T, device=x.device)[None, :]
+            mask = (offset >= 0) & (offset < window)
         for block in self.blocks:
             if self.checkpointing and self.training:
-                x = checkpoint(block, x, rotary, use_reentrant=False)
+                x = checkpoint(block, x, rotary, mask, use_reentrant=False)
             else:
-                x = block(x, rotary)
+                x = block(x, rotary, mask)
         return self.norm(x)
 
     def forward_cached(

@@ -44,7 +44,11 @@ class TokenizerStage:
     def build_model(config: TokenizerConfig) -> VideoTokenizer:
         d = config.data
         return VideoTokenizer(
-            config.model, height=d.height, width=d.width, checkpointing=config.training.gradient_checkpointing
+            config.model,
+            height=d.height,
+            width=d.width,
+            window=d.sequence_length,
+            checkpointing=config.training.gradient_checkpointing,
         )
 
     def build(self) -> VideoTokenizer:
