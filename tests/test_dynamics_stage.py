@@ -76,6 +76,10 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     metrics = json.loads((ev / "dynamics_comparison_step_2.json").read_text())["metrics"]
     for key in ("val/token_acc", "val/rollout_psnr", "val/delta_psnr_t2", "val/delta_psnr_moving_t2"):
         assert key in metrics
+    # the long rollouts count Pong's objects, generated and real (the real agent paddle is always there)
+    assert {"long/ball_seen", "long/opponent_paddle_seen", "long/agent_paddle_seen_tokenizer"} <= set(metrics)
+    assert metrics["long/agent_paddle_seen_real"] == 1.0
+    assert 0 < metrics["long/foreground_share_real"] < 0.05  # paddles, ball and score on an empty court
     # a run directory is enough to evaluate: it knows its upstream checkpoints
     assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
 
