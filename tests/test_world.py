@@ -287,8 +287,11 @@ def test_server_starts_each_tab_from_the_given_prompt(keyed, tmp_path):
 def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
     out = tmp_path / "report"
     runs = [str(upstream["tokenizer"]), str(upstream["lam"]), str(dynamics_run)]
+    evaluate = ["eval", "dynamics", "--checkpoint", str(dynamics_run), "--eval_dir", str(tmp_path / "ev")]
+    assert main(evaluate) == 0
     assert main(["report", "--runs", *runs, "--eval_dir", str(tmp_path / "ev"), "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
+    assert "<td>ball_seen</td>" in page and "<td>foreground_share</td>" in page  # the long rollouts' table
     summary = json.loads((out / "report.json").read_text())
     assert set(summary["runs"]) == {"tokenizer", "lam", "dynamics"}
     assert summary["play"]["frames"] > 40 and (out / "assets" / "play.gif").is_file()

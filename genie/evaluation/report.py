@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,6 +132,25 @@ def _horizon_table(metrics: dict[str, float]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
+def _long_table(metrics: dict[str, float]) -> str:
+    """The long rollouts' objects: generated | the tokenizer's reconstruction | real, one row each."""
+    names = [k[len("long/") :] for k in metrics if k.startswith("long/") and k.endswith("_seen")]
+    if "long/foreground_share" in metrics:
+        names.append("foreground_share")
+    if not names:
+        return ""
+    head = "<tr><th>last 16 of 64 frames</th><th>generated</th><th>tokenizer</th><th>real</th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td>"
+        + "".join(
+            f"<td>{metrics.get(f'long/{n}{s}', float('nan')):.2f}</td>" for s in ("", "_tokenizer", "_real")
+        )
+        + "</tr>"
+        for n in names
+    )
+    return f"<table>{head}{rows}</table>"
+
+
 def _asset(src: Path, assets: Path, prefix: str) -> str:
     dst = assets / f"{prefix}_{src.name}"
     if dst.exists():  # long_video/x.mp4 beside x.mp4
@@ -177,7 +197,8 @@ def write_report(
             parts.append(f"<h3>evaluation at step {data.get('step')}</h3>")
             if stage == "dynamics":
                 parts.append(_horizon_table(metrics))
-                main = [k for k in metrics if "_t" not in k.rsplit("/", 1)[-1]]
+                parts.append(_long_table(metrics))
+                main = [k for k in metrics if not re.search(r"_t\d+$", k) and not k.startswith("long/")]
                 parts.append(_table(metrics, sorted(main)))
             else:
                 parts.append(_table(metrics))
