@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genie.cli import main
 from genie.data.actions import class_ids, movement_class
 from genie.data.collect import AleGame, collect, is_identifiable, probe_next_screens
 from genie.data.games import KNOWN_GAMES, resolve_game
@@ -178,6 +179,15 @@ def test_max_hold_sets_how_long_actions_run() -> None:
 
     assert abs(repeat_share(1) - 1 / 6) < 0.03
     assert repeat_share(8) > 0.75
+
+
+def test_max_hold_reaches_the_recording(tmp_path: Path) -> None:
+    args = ["collect", "pong", "--data_dir", str(tmp_path), "--frames", "100", "--episode_frames", "50"]
+    assert main([*args, "--max_hold", "1", "--no_probe"]) == 0
+    store = EpisodeStore.open(tmp_path / "pong")
+    assert store.manifest["behaviour_policy"]["max_hold"] == 1
+    acts = store.actions[store.actions >= 0]
+    assert np.mean(acts[1:] == acts[:-1]) < 0.5  # a fresh draw every step (the wall guard aside)
 
 
 def test_movement_classes() -> None:

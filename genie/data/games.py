@@ -50,18 +50,21 @@ class GameFacts:
     objects: dict[str, ObjectLook] | None = None  # the things a generated frame should still show
 
 
+_PONG_PADDLE = Paddle(
+    ram_index=51,
+    top=38,
+    bottom=203,
+    up_class="RIGHT",
+    down_class="LEFT",
+    colour=(92, 186, 92),
+    columns=(111 / 128, 116 / 128),  # the score digits share the colour further left
+    centre_rows=(15 / 72, 64.5 / 72),  # measured over 4,000 frames at 72 rows
+)
+
+
 KNOWN_GAMES: dict[str, GameFacts] = {
     "pong": GameFacts(
-        paddle=Paddle(
-            ram_index=51,
-            top=38,
-            bottom=203,
-            up_class="RIGHT",
-            down_class="LEFT",
-            colour=(92, 186, 92),
-            columns=(111 / 128, 116 / 128),  # the score digits share the colour further left
-            centre_rows=(15 / 72, 64.5 / 72),  # measured over 4,000 frames at 72 rows
-        ),
+        paddle=_PONG_PADDLE,
         movement_names={"NOOP": "stay", "RIGHT": "up", "LEFT": "down"},
         # Measured on 800 frames of the default dataset: the agent's paddle is seen in 100% of them, the
         # opponent's in 86% (it hides behind the top wall now and then), the ball in 41% (it is off the
@@ -69,7 +72,7 @@ KNOWN_GAMES: dict[str, GameFacts] = {
         # its brightest pixel stays within 150 of white; walls and score sit outside its box.
         objects={
             "agent_paddle": ObjectLook(
-                (92, 186, 92), (12 / 72, 67 / 72), (111 / 128, 116 / 128), min_pixels=2
+                _PONG_PADDLE.colour, (12 / 72, 67 / 72), _PONG_PADDLE.columns, min_pixels=2
             ),
             "opponent_paddle": ObjectLook(
                 (213, 130, 74), (14 / 72, 65 / 72), (12 / 128, 18 / 128), min_pixels=2

@@ -12,11 +12,22 @@ import numpy as np
 
 from genie.data.games import KNOWN_GAMES, ObjectLook
 
+MEASURED_AT = (72, 128)  # the looks' colours survive the resize at this size; elsewhere they are not used
 
-def game_objects(game: str | None) -> dict[str, ObjectLook]:
-    """The objects we know how to find in this ALE game's frames ({} for any other dataset)."""
+
+def game_objects(game: str | None, height: int, width: int) -> dict[str, ObjectLook]:
+    """The objects we know how to find in this ALE game's frames at this size ({} otherwise: a blended
+    ball at another resolution may never match its colour, and a metric that cannot see is no metric)."""
     facts = KNOWN_GAMES.get(str(game or ""))
-    return dict(facts.objects or {}) if facts is not None else {}
+    if facts is None or (height, width) != MEASURED_AT:
+        return {}
+    return dict(facts.objects or {})
+
+
+def box(look: ObjectLook, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of a frame of this size where the object is looked for."""
+    rows = slice(int(look.rows[0] * height), int(np.ceil(look.rows[1] * height)))
+    return rows, slice(int(look.columns[0] * width), int(np.ceil(look.columns[1] * width)))
 
 
 def objects_seen(frames: np.ndarray, objects: dict[str, ObjectLook]) -> dict[str, np.ndarray]:
@@ -24,9 +35,10 @@ def objects_seen(frames: np.ndarray, objects: dict[str, ObjectLook]) -> dict[str
     h, w = frames.shape[-3:-1]
     seen = {}
     for name, look in objects.items():
-        r0, r1 = int(look.rows[0] * h), int(np.ceil(look.rows[1] * h))
-        c0, c1 = int(look.columns[0] * w), int(np.ceil(look.columns[1] * w))
-        box = frames[..., r0:r1, c0:c1, :].astype(np.int32)
-        match = np.abs(box - np.array(look.colour)).sum(-1) < look.tolerance
+        rows, cols = box(look, h, w)
+        match = (
+            np.abs(frames[..., rows, cols, :].astype(np.int32) - np.array(look.colour)).sum(-1)
+            < look.tolerance
+        )
         seen[name] = match.sum((-2, -1)) >= look.min_pixels
     return seen

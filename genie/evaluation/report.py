@@ -139,7 +139,10 @@ def _long_table(metrics: dict[str, float]) -> str:
         names.append("foreground_share")
     if not names:
         return ""
-    head = "<tr><th>last 16 of 64 frames</th><th>generated</th><th>tokenizer</th><th>real</th></tr>"
+    from genie.stages.dynamics import LONG_HORIZON, LONG_MEASURED
+
+    columns = (f"last {LONG_MEASURED} of {LONG_HORIZON} frames", "generated", "tokenizer", "real")
+    head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>"
         + "".join(

@@ -11,8 +11,8 @@ from torch import Tensor
 
 
 def to_rgb_uint8(frames: Tensor) -> np.ndarray:
-    """float [T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3]."""
-    return (frames.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    """float [..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3]."""
+    return (frames.detach().float().clamp(0, 1) * 255).round().byte().movedim(-3, -1).cpu().numpy()
 
 
 def side_by_side(*panels: Tensor, gap: int = 2) -> np.ndarray:
