@@ -25,7 +25,7 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
     t0 = time.perf_counter()
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
     ensure_dataset(data_dir, "pong")
-    print("== 2/5 tokenizer: tiny preset on CPU (~5-10 min) ==")
+    print("== 2/5 tokenizer: tiny preset on CPU (~6 min) ==")
     train("tokenizer", data_dir, max_steps)
     reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"), key=_mtime)
     if reports:
@@ -33,7 +33,7 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
         keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
         print("tokenizer validation: " + ", ".join(f"{k[4:]}={metrics[k]:.3f}" for k in keys))
         print(f"videos and JSON: {reports[-1].parent}/")
-    print("== 3/5 latent action model: tiny preset on CPU (~3-4 min) ==")
+    print("== 3/5 latent action model: tiny preset on CPU (~2-3 min) ==")
     train("lam", data_dir, max_steps)
     reports = sorted(Path("evaluations/lam").glob("visual_eval_step_*.json"), key=_mtime)
     if reports:
@@ -46,7 +46,7 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
             f"{m['val/psnr_changed']:.2f} dB ({m['val/action_gain_db']:+.2f} dB over shuffled actions)"
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
-    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~6 min) ==")
+    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~10 min) ==")
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
     dynamics = latest_run("dynamics")
