@@ -25,7 +25,7 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
     t0 = time.perf_counter()
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
     ensure_dataset(data_dir, "pong")
-    print("== 2/5 tokenizer: tiny preset on CPU (~6 min) ==")
+    print("== 2/5 tokenizer: tiny preset on CPU (~9 min) ==")
     train("tokenizer", data_dir, max_steps)
     reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"), key=_mtime)
     if reports:
