@@ -93,7 +93,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         width=args.width,
         episode_frames=args.episode_frames,
         val_fraction=args.val_fraction,
-        **({} if args.max_hold is None else {"max_hold": args.max_hold}),
+        max_hold=args.max_hold,
         overwrite=args.overwrite,
         probe=not args.no_probe,
     )

@@ -108,7 +108,7 @@ def collect(
     val_fraction: float = 0.1,
     overwrite: bool = False,
     progress: bool = True,
-    max_hold: int = DEFAULT_MAX_HOLD,
+    max_hold: int | None = None,
     probe: bool = True,
 ) -> Path:
     """Record `frames` frames of an ALE game into DATA_DIR/<dataset> (default: the game id); returns it.
@@ -120,6 +120,7 @@ def collect(
     check_dataset_name(dataset)
     total = DEFAULT_ALE_FRAMES if frames is None else frames
     episode_frames = DEFAULT_EPISODE_FRAMES if episode_frames is None else episode_frames
+    max_hold = DEFAULT_MAX_HOLD if max_hold is None else max_hold
     for name, value in (
         ("frames", total),
         ("episode_frames", episode_frames),

@@ -49,6 +49,13 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
+def window_mask(queries: Tensor, keys: Tensor, window: int) -> Tensor:
+    """Bool [len(queries), len(keys)] over frame positions: True where a query frame may attend to a key
+    frame, i.e. the key is the query itself or one of the `window` - 1 frames before it."""
+    offset = queries[:, None] - keys[None, :]
+    return (offset >= 0) & (offset < window)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with optional QK-norm and rotary positions."""
 
@@ -204,8 +211,7 @@ class STTransformer(nn.Module):
         if window is not None and window < T:
             if not self.causal:
                 raise ValueError("a sliding window needs a causal transformer")
-            offset = torch.arange(T, device=x.device)[:, None] - torch.arange(T, device=x.device)[None, :]
-            mask = (offset >= 0) & (offset < window)
+            mask = window_mask(torch.arange(T, device=x.device), torch.arange(T, device=x.device), window)
         for block in self.blocks:
             if self.checkpointing and self.training:
                 x = checkpoint(block, x, rotary, mask, use_reentrant=False)
@@ -230,11 +236,11 @@ class STTransformer(nn.Module):
         rotary = rotary_cos_sin(torch.arange(position, position + T, device=x.device), self.head_dim)
         mask = None
         if T > 1 or (window is not None and window <= P):
-            offset = (
-                torch.arange(position, position + T, device=x.device)[:, None]
-                - torch.arange(position - P, position + T, device=x.device)[None, :]
-            )  # query frame minus key frame
-            mask = (offset >= 0) & (offset < (window if window is not None else P + T))
+            mask = window_mask(
+                torch.arange(position, position + T, device=x.device),
+                torch.arange(position - P, position + T, device=x.device),
+                window if window is not None else P + T,
+            )
         new_kv = []
         for i, block in enumerate(self.blocks):
             x, kv = block.forward_cached(x, rotary, past[i] if past else None, mask)
