@@ -299,5 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(lambda: args.func(args))
 
 
+def entry(argv: Sequence[str] | None = None) -> None:
+    """The `genie` command, `python -m genie.cli` and scripts/: `main`, then an exit that is safe after a
+    process group (see `exit_process`; no runtime imported means none was started)."""
+    code = main(argv)
+    runtime = sys.modules.get("genie.training.runtime")
+    if runtime is not None:
+        runtime.exit_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

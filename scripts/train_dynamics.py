@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from genie.cli import main  # noqa: E402
+from genie.cli import entry  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["train", "dynamics", *sys.argv[1:]]))
+    entry(["train", "dynamics", *sys.argv[1:]])

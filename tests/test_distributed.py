@@ -129,3 +129,19 @@ def test_a_batch_that_does_not_split_is_one_line(world, accum, pong_dataset, tmp
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not split evenly" in err and "multiple of 3" in err
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("code", [0, 2])
+def test_a_process_that_ran_a_group_exits_with_its_code_and_output(code):
+    """After a process group, `entry` ends without Python's teardown (see `exit_process`): the exit code and
+    everything printed must still come out."""
+    script = (
+        "import sys; from genie.training.runtime import setup_runtime, exit_process\n"
+        "rt = setup_runtime('cpu', False, 'fsdp'); rt.close()\n"
+        "print('written', flush=False); print('to stderr', file=sys.stderr)\n"
+        f"exit_process({code}); print('not reached')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout, done.stderr.strip()) == (code, "written\n", "to stderr")
