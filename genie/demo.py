@@ -15,6 +15,7 @@ from pathlib import Path
 
 from genie.cli import main as genie
 from genie.cli import run
+from genie.evaluation.report import with_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,8 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
         print(
             f"dynamics validation: token accuracy {m['val/token_acc']:.3f}; autoregressive rollout PSNR "
             f"{m['val/rollout_psnr']:.2f} dB (t=1: {m['val/rollout_psnr_t1']:.2f}, t={last}: "
-            f"{m[f'val/rollout_psnr_t{last}']:.2f}); ΔtPSNR@{h} {m[f'val/delta_psnr_t{h}']:+.3f} dB, "
-            f"on moving pixels {m[f'val/delta_psnr_moving_t{h}']:+.3f} dB"
+            f"{m[f'val/rollout_psnr_t{last}']:.2f}); ΔtPSNR@{h} {with_error(m, f'val/delta_psnr_t{h}')} dB, "
+            f"on moving pixels {with_error(m, f'val/delta_psnr_moving_t{h}')} dB (± s.e. over clips)"
         )
         print(f"videos and JSON: {reports[-1].parent}/")
     print("== 5/5 report (and how well the keys control the paddle) ==")

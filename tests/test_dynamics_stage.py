@@ -7,7 +7,7 @@ import torch
 from tiny_runs import DYNAMICS, LAM, write
 
 from genie.cli import main
-from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr
+from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.stages.dynamics import sample_mask
 from genie.stages.registry import model_from_checkpoint
 
@@ -58,6 +58,10 @@ def test_delta_psnr_on_hand_made_frames():
     wrong_outside = target.clone()
     wrong_outside[..., 4:, 4:] = 1 - wrong_outside[..., 4:, 4:]
     assert (masked_psnr(wrong_outside, target, mask) > 90).all() and (psnr(wrong_outside, target) < 20).all()
+    # its standard error, from the running moments the evaluation reduces over ranks: std / sqrt(n)
+    v = torch.tensor([1.0, 2.0, 4.0, 7.0], dtype=torch.float64)
+    assert standard_error(v.mean().item(), v.pow(2).mean().item(), 4) == pytest.approx(v.std().item() / 2)
+    assert standard_error(3.0, 9.0, 1) != standard_error(3.0, 9.0, 1)  # NaN from one sample
 
 
 @pytest.mark.slow
@@ -77,6 +81,7 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     metrics = json.loads((ev / "dynamics_comparison_step_2.json").read_text())["metrics"]
     for key in ("val/token_acc", "val/rollout_psnr", "val/delta_psnr_t2", "val/delta_psnr_moving_t2"):
         assert key in metrics
+    assert metrics["val/delta_psnr_t2_se"] >= 0 and "val/token_acc_se" not in metrics
     # the long rollouts count Pong's objects, generated and real (the real agent paddle is always there)
     assert {"long/ball_seen", "long/opponent_paddle_seen", "long/agent_paddle_seen_tokenizer"} <= set(metrics)
     assert metrics["long/agent_paddle_seen_real"] == 1.0

@@ -7,6 +7,8 @@ median background by more than 0.1 in some channel) that the reconstruction gets
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -71,3 +73,11 @@ def delta_psnr(target: Tensor, from_inferred: Tensor, from_random: Tensor) -> Te
     """Genie's controllability: PSNR(x, x_hat) - PSNR(x, x_hat') with x_hat from the inferred actions and
     x_hat' from random ones. Positive when the actions matter the way the data says they do."""
     return psnr(from_inferred, target) - psnr(from_random, target)
+
+
+def standard_error(mean: float, mean_of_squares: float, n: int) -> float:
+    """Standard error of a mean from its running moments (what sums reduced over ranks give): the sample
+    standard deviation / sqrt(n). NaN below 2 samples."""
+    if n < 2:
+        return float("nan")
+    return math.sqrt(max(mean_of_squares - mean * mean, 0.0) / (n - 1))

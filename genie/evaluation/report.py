@@ -125,11 +125,17 @@ def _horizon_table(metrics: dict[str, float]) -> str:
     head = "<tr><th>horizon t</th><th>rollout PSNR</th><th>ΔtPSNR</th><th>ΔtPSNR moving px</th></tr>"
     rows = "".join(
         f"<tr><td>{h}</td><td>{metrics.get(f'val/rollout_psnr_t{h}', float('nan')):.2f}</td>"
-        f"<td>{metrics.get(f'val/delta_psnr_t{h}', float('nan')):+.3f}</td>"
-        f"<td>{metrics.get(f'val/delta_psnr_moving_t{h}', float('nan')):+.3f}</td></tr>"
+        f"<td>{with_error(metrics, f'val/delta_psnr_t{h}')}</td>"
+        f"<td>{with_error(metrics, f'val/delta_psnr_moving_t{h}')}</td></tr>"
         for h in hs
     )
-    return f"<table>{head}{rows}</table>"
+    return f"<table>{head}{rows}</table><p>± one standard error over the rolled-out clips.</p>"
+
+
+def with_error(metrics: dict[str, float], key: str) -> str:
+    """'+0.940 ± 0.310' from a metric and its standard error (`key_se`), when the run has one."""
+    value, se = metrics.get(key, float("nan")), metrics.get(f"{key}_se")
+    return f"{value:+.3f}" if se is None else f"{value:+.3f} ± {se:.3f}"
 
 
 def _long_table(metrics: dict[str, float]) -> str:

@@ -28,7 +28,7 @@ from genie.data.actions import class_ids
 from genie.data.frames import median_background, to_float
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
-from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim
+from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, standard_error
 from genie.evaluation.objects import game_objects, objects_seen
 from genie.evaluation.video import side_by_side, to_rgb_uint8, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
@@ -43,6 +43,7 @@ LONG_HORIZON = 64  # frames of the long rollouts (the issue asks for the objects
 LONG_ROLLOUTS = 8  # how many, from starts spread over the validation episodes
 LONG_MEASURED = LONG_HORIZON // 4  # their last frames, where objects are counted
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
+REPORT_CLIPS = 64  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
 
 
@@ -204,16 +205,22 @@ class DynamicsStage:
             out[name] = self.tokenizer.decode(torch.cat([tokens[:, :P], gen], 1))[:, P:]
         return out
 
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL) -> dict[str, float]:
+    def evaluate(
+        self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL, rollouts: int | None = None
+    ) -> dict[str, float]:
         """Token accuracy and rollout metrics as sums and counts, reduced over ranks (each rank rolls out its
-        share of `eval_rollouts`)."""
+        share of `rollouts`, by default `eval_rollouts`). Each ΔtPSNR also gets its standard error over
+        clips (`..._se`): with a handful of rollouts it is as large as the value."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        rollouts = self.config.training.eval_rollouts if rollouts is None else rollouts
 
         def add(key: str, value: Tensor) -> None:
-            v = value[torch.isfinite(value)]
+            v = value[torch.isfinite(value)].double()
             sums[key] = sums.get(key, 0.0) + float(v.sum())
             counts[key] = counts.get(key, 0) + v.numel()
+            if "delta_psnr" in key:
+                sums[f"{key}_sq"] = sums.get(f"{key}_sq", 0.0) + float((v * v).sum())
 
         rolled = 0
         for batch in batches:
@@ -223,7 +230,7 @@ class DynamicsStage:
             mask = sample_mask(tokens.shape, VAL_MASK_RATE, VAL_MASK_RATE, batch["noise_seed"])
             logits = model(tokens.masked_fill(mask, model.mask_id), actions)
             add("val/token_acc", (logits.argmax(-1) == tokens)[mask].float())
-            if rolled >= -(-self.config.training.eval_rollouts // rt.world_size):
+            if rolled >= -(-rollouts // rt.world_size):
                 continue
             rolled += x.shape[0]
             out = self.rollouts(model, x, actions)
@@ -242,7 +249,10 @@ class DynamicsStage:
                 add(f"val/delta_psnr_moving_t{h + 1}", m_inf[:, h] - m_rand[:, h])
         sums = rt.all_sum(sums)
         counts = rt.all_sum({k: float(v) for k, v in counts.items()})
-        return {k: sums[k] / counts[k] for k in sums if counts[k]}
+        out = {k: sums[k] / counts[k] for k in counts if counts[k]}
+        for k in [k for k in out if "delta_psnr" in k]:
+            out[f"{k}_se"] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
+        return out
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
         """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
@@ -254,7 +264,7 @@ class DynamicsStage:
         d, step = self.config.data, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = torch.linspace(0, len(val) - 1, min(len(val), 32)).round().long().unique().tolist()
+        picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
         loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
         bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
 
@@ -264,7 +274,7 @@ class DynamicsStage:
                 bar.update(1)
 
         with torch.no_grad(), bar:
-            metrics = self.evaluate(model, batches())
+            metrics = self.evaluate(model, batches(), rollouts=len(picks))
             shown = {k: torch.stack([val[i][k] for i in picks[:4]]).to(self.device) for k in val[0]}
             x = to_float(shown["frames"])
             gen = self.rollouts(model, x, self.actions_of(shown))["inferred"]
