@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from genie.errors import GenieError
 
@@ -299,10 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(lambda: args.func(args))
 
 
-def entry(argv: Sequence[str] | None = None) -> None:
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
     """The `genie` command, `python -m genie.cli` and scripts/: `main`, then an exit that is safe after a
-    process group (see `exit_process`; no runtime imported means none was started)."""
-    code = main(argv)
+    process group (see `exit_process`; no runtime imported means none was started), also after a crash."""
+    try:
+        code = main(argv)
+    except Exception:
+        traceback.print_exc()
+        code = 1
     runtime = sys.modules.get("genie.training.runtime")
     if runtime is not None:
         runtime.exit_process(code)

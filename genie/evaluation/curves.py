@@ -19,7 +19,8 @@ def plot_run(run_dir: Path) -> Path:
     if not rows:
         raise GenieError(f"{run_dir}: no metrics.jsonl rows to plot")
     train = [r for r in rows if r.get("train/loss") is not None]
-    val_keys = sorted({k for r in rows for k in r if k.startswith("val/") and isinstance(r[k], int | float)})
+    shown = [k for r in rows for k in r if k.startswith("val/") and isinstance(r[k], int | float)]
+    val_keys = sorted({k for k in shown if not k.endswith("_se")})  # standard errors stay in the JSON
     fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 5 * bool(val_keys), 4), squeeze=False)
     ax = axes[0, 0]
     ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], label="train/loss")

@@ -250,7 +250,7 @@ class DynamicsStage:
         sums = rt.all_sum(sums)
         counts = rt.all_sum({k: float(v) for k, v in counts.items()})
         out = {k: sums[k] / counts[k] for k in counts if counts[k]}
-        for k in [k for k in out if "delta_psnr" in k]:
+        for k in [k for k in out if "delta_psnr" in k and counts[k] >= 2]:  # one clip has no spread
             out[f"{k}_se"] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
         return out
 

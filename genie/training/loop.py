@@ -315,7 +315,9 @@ class Trainer:
                         bar.write(
                             f"step {self.step}: "
                             + ", ".join(
-                                f"{k}={v:.4g}" for k, v in val.items() if not k.startswith("val/usage")
+                                f"{k}={v:.4g}"
+                                for k, v in val.items()
+                                if not k.startswith("val/usage") and not k.endswith("_se")
                             )
                         )
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or new_best:

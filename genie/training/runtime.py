@@ -254,7 +254,11 @@ class SpreadItems:
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
+_process_group_started = False  # set by setup_runtime, read by exit_process
+
+
 def setup_runtime(device_name: str, mixed_precision: bool, strategy: str = "ddp") -> Runtime:
+    global _process_group_started
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
@@ -271,12 +275,8 @@ def setup_runtime(device_name: str, mixed_precision: bool, strategy: str = "ddp"
             os.environ.setdefault("RANK", "0")
             os.environ.setdefault("WORLD_SIZE", "1")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        global _process_group_started
         _process_group_started = True
     return Runtime(device, rank, world_size, amp_dtype(device, mixed_precision), strategy)
-
-
-_process_group_started = False  # set by setup_runtime; read by exit_process
 
 
 def exit_process(code: int) -> NoReturn:
