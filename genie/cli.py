@@ -45,7 +45,7 @@ def add_resolution_args(p: argparse.ArgumentParser) -> None:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The flags of the user's training scripts; `genie train STAGE` and scripts/train_*.py share them."""
-    p.add_argument("--config", type=Path, required=True, help="YAML config of this stage")
+    p.add_argument("--config", type=Path, help="YAML config of this stage (not needed with --resume)")
     p.add_argument("--data_dir", type=Path, default=Path("data"), help="folder holding datasets")
     p.add_argument(
         "--dataset", default="pong", help="dataset name under --data_dir (an ALE game is collected)"
@@ -69,7 +69,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--output_dir", type=Path, help="runs go to OUTPUT_DIR/STAGE/ (default: output.checkpoint_dir)"
     )
     p.add_argument("--eval_dir", type=Path, default=Path("evaluations"), help="where eval videos/JSON go")
-    p.add_argument("--resume", type=Path, help="a run directory or checkpoint to continue exactly")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        help="a run directory or checkpoint to continue exactly, with the run's own config",
+    )
     p.add_argument("--seed", type=int, help="override training.seed")
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation at the end of training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

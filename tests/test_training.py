@@ -201,9 +201,10 @@ def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path, c
     metrics = json.loads((ev / "comparison_checkpoint_step_3.json").read_text())["metrics"]
     for key in ("val/psnr", "val/ssim", "val/background_psnr", "val/object_recall", "val/perplexity"):
         assert key in metrics
-    # resume continues the same run directory to a larger max_steps
+    # resume continues the same run directory to a larger max_steps, with the run's config (no --config)
+    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
     assert (
-        main(["train", "tokenizer", *args, *out, "--resume", str(run), "--max_steps", "5", "--no_eval"]) == 0
+        main(["train", "tokenizer", *data, *out, "--resume", str(run), "--max_steps", "5", "--no_eval"]) == 0
     )
     assert [s for s, _ in list_checkpoints(run)] == [3, 5]
     # eval from the run directory alone
@@ -228,6 +229,12 @@ def test_bad_config_is_one_line(pong_dataset, tmp_path, capsys, training, model,
     code = main(["train", "tokenizer", "--config", str(config), "--data_dir", str(pong_dataset.parent)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_train_without_config_or_resume_is_one_line(pong_dataset, capsys):
+    assert main(["train", "lam", "--data_dir", str(pong_dataset.parent)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs --config" in err and len(err.splitlines()) == 1
 
 
 def test_bad_checkpoints_are_refused(tmp_path, capsys):

@@ -23,6 +23,10 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
         resume = load_checkpoint(resolve_checkpoint(args.resume, prefer="latest"), stage=stage_name)
         config = config_from_dict(cls.config_cls, resume["config"], f"{resume['path']} (config)")
         print(f"resuming {resume['path']} at step {resume['step']} with the run's own config")
+    elif args.config is None:
+        raise GenieError(
+            f"genie train {stage_name} needs --config (a YAML file) or --resume (a run to continue)"
+        )
     else:
         config = load_config(cls.config_cls, args.config)
         if args.seed is not None:
