@@ -35,3 +35,9 @@ def median_background(store: EpisodeStore, split: str = "train", max_frames: int
     picks = np.unique(np.linspace(0, len(index) - 1, min(max_frames, len(index))).round().astype(np.int64))
     frames = torch.from_numpy(np.asarray(store.frames[index[picks]]))  # (n, H, W, 3) uint8
     return frames.median(dim=0).values.numpy()  # the lower median: stays uint8, no float copy
+
+
+def background_frame(store: EpisodeStore, device: torch.device) -> Tensor:
+    """`median_background` as float [3, H, W] in [0, 1] on `device`, the form the metrics compare with."""
+    median = torch.from_numpy(np.ascontiguousarray(median_background(store)))
+    return to_float(median.permute(2, 0, 1)).to(device)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genie.config import DynamicsConfig, LamConfig, load_config
 from genie.data.actions import class_ids
-from genie.data.frames import median_background, to_float
+from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
 from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, standard_error
@@ -344,9 +344,7 @@ class DynamicsStage:
             return video, {}
         # the tokenizer's own reconstruction of the real frames: what the dynamics model could at best show
         recon = self.tokenizer.decode(self.tokenizer.encode(x))[:, late]
-        background = to_float(torch.from_numpy(median_background(self.store)).permute(2, 0, 1)).to(
-            self.device
-        )
+        background = background_frame(self.store, self.device)
         metrics = {}
         for source, frames in (
             ("", generated[:, late.start - PROMPT_FRAMES :]),

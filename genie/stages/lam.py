@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from genie.config import LamConfig
 from genie.data.actions import class_ids, class_representatives
 from genie.data.clips import ClipDataset
-from genie.data.frames import median_background, to_float
+from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.action_metrics import agreement
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
@@ -53,8 +53,7 @@ class LamStage:
 
     def __init__(self, config: LamConfig, store: EpisodeStore, device: torch.device) -> None:
         self.config, self.store, self.device = config, store, device
-        bg = torch.from_numpy(np.ascontiguousarray(median_background(store))).permute(2, 0, 1)
-        self.background = to_float(bg).to(device)  # [3, H, W]
+        self.background = background_frame(store, device)  # [3, H, W]
         classes = store.movement_classes
         self.class_names = list(class_representatives(classes)) if classes else None
         self.restarts = CodeRestarts()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from genie.config import TokenizerConfig
 from genie.data.clips import ClipDataset
-from genie.data.frames import median_background, to_float
+from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
@@ -36,8 +36,7 @@ class TokenizerStage:
 
     def __init__(self, config: TokenizerConfig, store: EpisodeStore, device: torch.device) -> None:
         self.config, self.store, self.device = config, store, device
-        bg = torch.from_numpy(np.ascontiguousarray(median_background(store))).permute(2, 0, 1)
-        self.background = to_float(bg).to(device)  # [3, H, W]
+        self.background = background_frame(store, device)  # [3, H, W]
         self.restarts = CodeRestarts()
 
     @staticmethod
