@@ -211,7 +211,8 @@ class STTransformer(nn.Module):
         if window is not None and window < T:
             if not self.causal:
                 raise ValueError("a sliding window needs a causal transformer")
-            mask = window_mask(torch.arange(T, device=x.device), torch.arange(T, device=x.device), window)
+            frames = torch.arange(T, device=x.device)
+            mask = window_mask(frames, frames, window)
         for block in self.blocks:
             if self.checkpointing and self.training:
                 x = checkpoint(block, x, rotary, mask, use_reentrant=False)
