@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from genie.config import DynamicsConfig, LamConfig, load_config
 from genie.data.actions import class_ids
+from genie.data.clips import spread
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
@@ -43,7 +44,7 @@ LONG_HORIZON = 64  # frames of the long rollouts (the issue asks for the objects
 LONG_ROLLOUTS = 8  # how many, from starts spread over the validation episodes
 LONG_MEASURED = LONG_HORIZON // 4  # their last frames, where objects are counted
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
-REPORT_CLIPS = 64  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
+REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
 
 
@@ -264,7 +265,7 @@ class DynamicsStage:
         d, step = self.config.data, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
+        picks = spread(len(val), REPORT_CLIPS)
         loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
         bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
 
@@ -320,9 +321,7 @@ class DynamicsStage:
         ]
         if not starts:
             return None, {}
-        picks = np.unique(
-            np.linspace(0, len(starts) - 1, min(LONG_ROLLOUTS, len(starts))).round().astype(int)
-        )
+        picks = spread(len(starts), LONG_ROLLOUTS)
         real = np.stack([np.asarray(self.store.frames[starts[i] : starts[i] + length]) for i in picks])
         batch: Batch = {"frames": torch.from_numpy(real).permute(0, 1, 4, 2, 3).to(self.device)}
         if self.store.actions is not None:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 
 from genie.config import LamConfig
 from genie.data.actions import class_ids, class_representatives
-from genie.data.clips import ClipDataset
+from genie.data.clips import ClipDataset, spread
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.action_metrics import agreement
@@ -187,7 +187,7 @@ class LamStage:
         out_dir = Path(eval_dir) / "lam"
         stem = f"visual_eval_step_{step}_{run}"
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = torch.linspace(0, len(val) - 1, min(len(val), REPORT_CLIPS)).round().long().unique().tolist()
+        picks = spread(len(val), REPORT_CLIPS)
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics, details = self._measure(

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from genie.config import TokenizerConfig
-from genie.data.clips import ClipDataset
+from genie.data.clips import ClipDataset, spread
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
@@ -27,6 +27,8 @@ from genie.models.tokenizer import VideoTokenizer
 from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, report_batch_size, vq_objective
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
+
+REPORT_CLIPS = 64  # validation clips scored by `report` (the periodic validation uses eval_batches)
 
 
 class TokenizerStage:
@@ -102,7 +104,7 @@ class TokenizerStage:
         T, step = d.sequence_length, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "tokenizer"
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = torch.linspace(0, len(val) - 1, min(len(val), 64)).round().long().unique().tolist()
+        picks = spread(len(val), REPORT_CLIPS)
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))

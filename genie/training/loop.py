@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from genie.config import TrainingConfig, config_to_dict
+from genie.data.clips import spread
 from genie.errors import GenieError
 from genie.progress import progress_bar
 from genie.training.checkpoint import (
@@ -156,8 +157,7 @@ class Trainer:
             persistent_workers=workers > 0,
         )
         # A fixed, evenly spread set of validation clips, sharded over ranks, in micro-batches.
-        n_val = min(len(val_set), self.cfg.eval_batches * self.batch_size)
-        picks = torch.linspace(0, len(val_set) - 1, n_val).round().long().unique().tolist()
+        picks = spread(len(val_set), self.cfg.eval_batches * self.batch_size)
         self.val_loader = DataLoader(
             validation_clips(val_set, picks[rt.rank :: world]), batch_size=self.micro
         )
