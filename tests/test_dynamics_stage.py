@@ -82,6 +82,7 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     for key in ("val/token_acc", "val/rollout_psnr", "val/delta_psnr_t2", "val/delta_psnr_moving_t2"):
         assert key in metrics
     assert metrics["val/delta_psnr_t2_se"] >= 0 and "val/token_acc_se" not in metrics
+    assert metrics["val/rollout_psnr_se"] > 0  # picks the best checkpoint, so its noise is reported too
     # the long rollouts count Pong's objects, generated and real (the real agent paddle is always there)
     assert {"long/ball_seen", "long/opponent_paddle_seen", "long/agent_paddle_seen_tokenizer"} <= set(metrics)
     assert metrics["long/agent_paddle_seen_real"] == 1.0

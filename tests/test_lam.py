@@ -377,3 +377,32 @@ def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path):
     assert json.loads((run / "best.json").read_text())["metric"] == "val/psnr_changed"
     assert main(["eval", "lam", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
     assert (tmp_path / "ev2" / "lam" / f"{stem}.json").is_file()
+
+
+@pytest.mark.parametrize(("se", "best_step"), [(1.0, 2), (0.1, 1), (0.0, 1)])
+def test_a_later_checkpoint_within_noise_of_the_best_takes_its_place(
+    store, tmp_path, monkeypatch, se, best_step
+):
+    """20.0 then 19.5: with a standard error of 1 dB the later, longer-trained step is kept; with 0.1 (or none
+    reported) the higher one. The highest value seen stays the reference."""
+    cfg = tiny_config(max_steps=3, eval_every=1, save_every=3)
+    rt = Runtime(torch.device("cpu"))
+    stage = LamStage(cfg, store, rt.device)
+    trainer = Trainer(
+        stage,
+        cfg,
+        rt,
+        train_set=ClipDataset(store, "train", 4),
+        val_set=ClipDataset(store, "val", 4, stride=4),
+        run_root=tmp_path,
+        progress=False,
+    )
+    values = iter([20.0, 19.5, 18.9])  # step 3 is within 1 dB of 19.5 but not of the highest, 20.0
+    monkeypatch.setattr(
+        stage,
+        "evaluate",
+        lambda model, batches, rt: {"val/psnr_changed": next(values), "val/psnr_changed_se": se},
+    )
+    result = trainer.train()
+    assert result.best["step"] == best_step and result.best["highest"] == 20.0
+    assert json.loads((result.run_dir / "best.json").read_text())["step"] == best_step

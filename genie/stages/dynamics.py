@@ -56,6 +56,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _with_error(key: str) -> bool:
+    """Metrics reported with their standard error over clips: ΔtPSNR (small and noisy) and the rollout
+    PSNR that picks the best checkpoint (which must not follow noise)."""
+    return "delta_psnr" in key or key == "val/rollout_psnr"
+
+
 def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor) -> Tensor:
     """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
     each token of frames 1.. with that probability; frame 0 is always context. Clip b's draws come from its
@@ -210,8 +216,8 @@ class DynamicsStage:
         self, model: nn.Module, batches: Iterable[Batch], rt: Runtime = LOCAL, rollouts: int | None = None
     ) -> dict[str, float]:
         """Token accuracy and rollout metrics as sums and counts, reduced over ranks (each rank rolls out its
-        share of `rollouts`, by default `eval_rollouts`). Each ΔtPSNR also gets its standard error over
-        clips (`..._se`): with a handful of rollouts it is as large as the value."""
+        share of `rollouts`, by default `eval_rollouts`). Each ΔtPSNR and the rollout PSNR also get their
+        standard error over clips (`..._se`): with a handful of rollouts it is as large as a ΔtPSNR."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         rollouts = self.config.training.eval_rollouts if rollouts is None else rollouts
@@ -220,7 +226,7 @@ class DynamicsStage:
             v = value[torch.isfinite(value)].double()
             sums[key] = sums.get(key, 0.0) + float(v.sum())
             counts[key] = counts.get(key, 0) + v.numel()
-            if "delta_psnr" in key:
+            if _with_error(key):
                 sums[f"{key}_sq"] = sums.get(f"{key}_sq", 0.0) + float((v * v).sum())
 
         rolled = 0
@@ -242,7 +248,7 @@ class DynamicsStage:
                 masked_psnr(out["inferred"], real, moving),
                 masked_psnr(out["random"], real, moving),
             )
-            add("val/rollout_psnr", p_inf)
+            add("val/rollout_psnr", p_inf.mean(1))  # per clip: its standard error is over clips
             add("val/rollout_ssim", ssim(out["inferred"], real))
             for h in range(real.shape[1]):
                 add(f"val/rollout_psnr_t{h + 1}", p_inf[:, h])
@@ -251,7 +257,7 @@ class DynamicsStage:
         sums = rt.all_sum(sums)
         counts = rt.all_sum({k: float(v) for k, v in counts.items()})
         out = {k: sums[k] / counts[k] for k in counts if counts[k]}
-        for k in [k for k in out if "delta_psnr" in k and counts[k] >= 2]:  # one clip has no spread
+        for k in [k for k in out if _with_error(k) and counts[k] >= 2]:  # one clip has no spread
             out[f"{k}_se"] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
         return out
 

@@ -211,15 +211,21 @@ class Trainer:
             p.unlink(missing_ok=True)
 
     def _update_best(self, val: dict[str, float]) -> bool:
+        """The best checkpoint has the highest `best_metric`, except that a later one scoring within one
+        standard error of the highest (where the stage reports `<metric>_se`) takes its place: the
+        difference is noise, and the later model has trained longer."""
         key = self.stage.best_metric
-        if key not in val or not math.isfinite(val[key]):
+        value, se = val.get(key, math.nan), val.get(f"{key}_se", 0.0)
+        if not math.isfinite(value):
             return False
-        if self.best is not None and val[key] <= self.best["value"]:
+        highest = self.best.get("highest", self.best["value"]) if self.best else -math.inf
+        if not (value > highest or (se > 0 and value >= highest - se)):
             return False
         self.best = {
             "step": self.step,
             "metric": key,
-            "value": val[key],
+            "value": value,
+            "highest": max(highest, value),
             "checkpoint": checkpoint_path(self.run_dir, self.step).name,
             "val": val,
         }
