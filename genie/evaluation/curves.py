@@ -38,8 +38,9 @@ def plot_run(run_dir: Path) -> Path:
         ax.set_xlabel("step")
         ax.set_ylabel("dB")
         ax.set_title("validation")
-        ax.legend(loc="upper left", fontsize=7)
-        unit.legend(loc="lower right", fontsize=7)
+        for axis, corner in ((ax, "upper left"), (unit, "lower right")):
+            if axis.get_legend_handles_labels()[0]:  # a run may log only dB or only shares
+                axis.legend(loc=corner, fontsize=7)
     fig.tight_layout()
     out = run_dir / "loss_curve.png"
     tmp = run_dir / "loss_curve.tmp.png"
