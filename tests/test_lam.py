@@ -218,8 +218,9 @@ def test_best_metric_is_label_free(store):
 
 
 @pytest.mark.slow
-def test_best_checkpoint_follows_psnr_not_accuracy(store, tmp_path, monkeypatch):
-    cfg = tiny_config(max_steps=2, eval_every=1, save_every=2)
+def train_with_scripted_validations(store, tmp_path, monkeypatch, validations: list[dict]):
+    """A tiny LAM run validated at every step, its validation numbers replaced by `validations`, in order."""
+    cfg = tiny_config(max_steps=len(validations), eval_every=1, save_every=len(validations))
     rt = Runtime(torch.device("cpu"))
     stage = LamStage(cfg, store, rt.device)
     trainer = Trainer(
@@ -231,14 +232,17 @@ def test_best_checkpoint_follows_psnr_not_accuracy(store, tmp_path, monkeypatch)
         run_root=tmp_path,
         progress=False,
     )
-    scores = iter(
-        [
-            {"val/psnr_changed": 20.0, "val/move_acc_identifiable": 0.2},
-            {"val/psnr_changed": 10.0, "val/move_acc_identifiable": 0.99},
-        ]
-    )
+    scores = iter(validations)
     monkeypatch.setattr(stage, "evaluate", lambda model, batches, rt: next(scores))
-    result = trainer.train()
+    return trainer.train()
+
+
+def test_best_checkpoint_follows_psnr_not_accuracy(store, tmp_path, monkeypatch):
+    validations = [
+        {"val/psnr_changed": 20.0, "val/move_acc_identifiable": 0.2},
+        {"val/psnr_changed": 10.0, "val/move_acc_identifiable": 0.99},
+    ]
+    result = train_with_scripted_validations(store, tmp_path, monkeypatch, validations)
     assert result.best["step"] == 1 and result.best["metric"] == "val/psnr_changed"
 
 
@@ -385,24 +389,8 @@ def test_a_later_checkpoint_within_noise_of_the_best_takes_its_place(
 ):
     """20.0 then 19.5: with a standard error of 1 dB the later, longer-trained step is kept; with 0.1 (or none
     reported) the higher one. The highest value seen stays the reference."""
-    cfg = tiny_config(max_steps=3, eval_every=1, save_every=3)
-    rt = Runtime(torch.device("cpu"))
-    stage = LamStage(cfg, store, rt.device)
-    trainer = Trainer(
-        stage,
-        cfg,
-        rt,
-        train_set=ClipDataset(store, "train", 4),
-        val_set=ClipDataset(store, "val", 4, stride=4),
-        run_root=tmp_path,
-        progress=False,
-    )
-    values = iter([20.0, 19.5, 18.9])  # step 3 is within 1 dB of 19.5 but not of the highest, 20.0
-    monkeypatch.setattr(
-        stage,
-        "evaluate",
-        lambda model, batches, rt: {"val/psnr_changed": next(values), "val/psnr_changed_se": se},
-    )
-    result = trainer.train()
+    values = [20.0, 19.5, 18.9]  # step 3 is within 1 dB of 19.5 but not of the highest, 20.0
+    validations = [{"val/psnr_changed": v, "val/psnr_changed_se": se} for v in values]
+    result = train_with_scripted_validations(store, tmp_path, monkeypatch, validations)
     assert result.best["step"] == best_step and result.best["highest"] == 20.0
     assert json.loads((result.run_dir / "best.json").read_text())["step"] == best_step
