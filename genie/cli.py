@@ -38,6 +38,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
 def add_resolution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=_positive_int, default=72, help="frame rows (default 72)")
     p.add_argument("--width", type=_positive_int, default=128, help="frame columns (default 128)")
@@ -77,6 +87,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override training.seed")
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation at the end of training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    lam = p.add_argument_group("LAM stage")
+    lam.add_argument(
+        "--label_fraction",
+        type=_unit_interval,
+        help="few-label mode: share of training episodes whose true actions tie codes to movements "
+        "(override supervision.label_fraction; 0 = unsupervised, the default)",
+    )
     dyn = p.add_argument_group("dynamics stage")
     dyn.add_argument("--tokenizer_path", type=Path, help="tokenizer checkpoint or run directory (its best)")
     dyn.add_argument("--lam_path", type=Path, help="LAM checkpoint or run directory (its best)")
@@ -143,9 +160,9 @@ def _nonnegative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
     return value
 
 
@@ -159,6 +176,7 @@ def _load_world(args: argparse.Namespace):
         data_dir=args.data_dir,
         steps=args.steps,
         temperature=args.temperature,
+        guidance=args.guidance,
     )
 
 
@@ -259,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=_positive_int, help="MaskGIT steps per frame (default: the config's)")
     p.add_argument("--temperature", type=_nonnegative_float, help="sampling temperature (0 = greedy)")
+    p.add_argument(
+        "--guidance",
+        type=_nonnegative_float,
+        help="classifier-free guidance on the action (1 = off; default: the config's)",
+    )
     p.add_argument(
         "--prompt", type=Path, help="an image or video file to start from (default: held-out data)"
     )

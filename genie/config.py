@@ -190,12 +190,30 @@ class LamModelConfig:
 
 
 @dataclass
+class LamSupervisionConfig:
+    """The few-label mode (off by default): the true actions of a share of the *training* episodes tie code
+    k to movement class k. Reconstruction alone does not prefer state-independent codes (docs/lam.md), and
+    a handful of labels breaks that tie. Validation episodes are never labelled."""
+
+    label_fraction: float = 0.0  # share of training episodes whose true actions are used (rounded up)
+    weight: float = 0.05  # of the cross-entropy on the labelled transitions, beside the pixel loss
+    logit_scale: float = 10.0  # cosine similarities to the codes, times this, are the logits
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_fraction <= 1.0:
+            raise ValueError(f"label_fraction {self.label_fraction}: expected a number in [0, 1]")
+        if self.weight < 0 or self.logit_scale <= 0:
+            raise ValueError("expected weight >= 0 and logit_scale > 0")
+
+
+@dataclass
 class LamConfig:
     """Frames need not divide by the patch: the LAM pads them (as Jafar's preprocess) and crops its output."""
 
     model: LamModelConfig = field(default_factory=LamModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    supervision: LamSupervisionConfig = field(default_factory=LamSupervisionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -222,8 +240,16 @@ class DynamicsModelConfig:
     architecture: TransformerConfig = field(default_factory=TransformerConfig)
     token_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(vocab_size=512))
     action_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(num_actions=3))
+    # input: the action's embedding is added to the new frame's tokens (Genie); every_block: it also
+    # scales and shifts each block's norms for that frame (adaptive layer norm). Checkpoints written
+    # before this key existed are "input" (see CHECKPOINT_DEFAULTS).
+    action_conditioning: str = "every_block"
 
     def __post_init__(self) -> None:
+        if self.action_conditioning not in ("input", "every_block"):
+            raise ValueError(
+                f"action_conditioning {self.action_conditioning!r}: expected input or every_block"
+            )
         d = self.architecture.d_model
         for name, emb in (
             ("token_embedding", self.token_embedding),
@@ -248,11 +274,24 @@ class DynamicsTrainingConfig(TrainingConfig):
     min_mask_prob: float = 0.5
     max_mask_prob: float = 1.0
     eval_rollouts: int = 8  # validation clips rolled out autoregressively at each evaluation
+    eval_play_frames: int = 1000  # frames of long play in the final evaluation (object counts; 0: none)
+    # Share of transitions whose action is replaced by "no action", so that the model also learns to
+    # predict without it: classifier-free guidance (inference.guidance) needs that branch.
+    action_dropout: float = 0.0
+    # Play feeds the model its own imperfect frames. Each clip replaces up to this share of its visible
+    # (unmasked) tokens by random ones, so the model learns to predict through errors in its context;
+    # the tokens it is scored on (the masked ones) keep their true labels.
+    context_noise: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.min_mask_prob <= self.max_mask_prob <= 1.0:
             raise ValueError("expected 0 < min_mask_prob <= max_mask_prob <= 1")
+        if self.eval_play_frames < 0:
+            raise ValueError(f"eval_play_frames {self.eval_play_frames}: expected a number >= 0")
+        for name in ("action_dropout", "context_noise"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} {getattr(self, name)}: expected a number in [0, 1)")
 
 
 @dataclass
@@ -263,12 +302,17 @@ class InferenceConfig:
     temperature: float = 1.0
     sampling: str = "random"  # random: sample at `temperature`; greedy: argmax
     schedule: str = "cosine"
+    # classifier-free guidance on the action: logits = uncond + guidance * (cond - uncond); 1 = off.
+    # Needs a model trained with training.action_dropout > 0 (its "no action" branch).
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if self.maskgit_steps < 1:
             raise ValueError(f"maskgit_steps {self.maskgit_steps}: expected at least 1")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature {self.temperature}: expected a number >= 0")
+        if not 0 <= self.temperature < float("inf"):
+            raise ValueError(f"temperature {self.temperature}: expected a finite number >= 0")
+        if not 0 <= self.guidance < float("inf"):
+            raise ValueError(f"guidance {self.guidance}: expected a finite number >= 0 (1 = off)")
         if self.sampling not in ("random", "greedy"):
             raise ValueError(f"sampling {self.sampling!r}: expected random or greedy")
         if self.schedule not in ("cosine", "linear"):
@@ -282,6 +326,11 @@ class DynamicsConfig:
     training: DynamicsTrainingConfig = field(default_factory=DynamicsTrainingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    # What a checkpoint's config meant by a key it does not have: the key's value before it existed.
+    CHECKPOINT_DEFAULTS: typing.ClassVar[dict[str, dict[str, Any]]] = {
+        "model": {"action_conditioning": "input"}
+    }
 
 
 # --- loading -------------------------------------------------------------------------------------------
@@ -327,7 +376,8 @@ def _build(cls: type, data: Any, where: str, notices: list[str]) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise GenieError(f"{where}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = {k: v for k, v in typing.get_type_hints(cls).items() if k in fields}
     sep = " " if where.endswith(":") else "."
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -342,6 +392,15 @@ def _build(cls: type, data: Any, where: str, notices: list[str]) -> Any:
         return cls(**kwargs)
     except ValueError as e:
         raise GenieError(f"{where.rstrip(':')}: {e}") from None
+
+
+def checkpoint_config(cls: type, data: dict, source: str) -> Any:
+    """A config saved in a checkpoint: keys added since it was written take the value they stand for in
+    it (`cls.CHECKPOINT_DEFAULTS`), not today's default, so an older run rebuilds the model it trained."""
+    data = {**data}
+    for section, defaults in getattr(cls, "CHECKPOINT_DEFAULTS", {}).items():
+        data[section] = {**defaults, **(data.get(section) or {})}
+    return config_from_dict(cls, data, source)
 
 
 def config_from_dict(cls: type, data: dict, source: str = "config") -> Any:

@@ -26,12 +26,20 @@ def spread(n: int, k: int) -> list[int]:
 class ClipDataset(Dataset):
     """Every clip start s of a split's episodes with s + clip_len <= episode end, every `stride` frames.
 
+    `episodes`, when given, keeps only those episodes of the split.
     Items: {"frames": uint8 [T, 3, H, W]} plus, when the dataset has them, {"actions": int64 [T-1]}
     (action i moved frame i to frame i+1) and {"identifiable": bool [T-1]}.
     The memmaps are reopened lazily in each DataLoader worker (and are never pickled).
     """
 
-    def __init__(self, root: Path | EpisodeStore, split: str, clip_len: int, stride: int = 1):
+    def __init__(
+        self,
+        root: Path | EpisodeStore,
+        split: str,
+        clip_len: int,
+        stride: int = 1,
+        episodes: list[int] | None = None,
+    ):
         self._store: EpisodeStore | None = (
             root if isinstance(root, EpisodeStore) else EpisodeStore.open(Path(root))
         )
@@ -44,7 +52,13 @@ class ClipDataset(Dataset):
             raise GenieError(
                 f"clip_len and stride must be positive, got clip_len={clip_len}, stride={stride}"
             )
-        episodes = store.episodes[store.split_episodes(split)]
+        ids = store.split_episodes(split)
+        if episodes is not None:  # a subset of the split (the LAM's labelled episodes)
+            outside = sorted(set(episodes) - set(ids))
+            if outside:
+                raise GenieError(f"episodes {outside} of dataset {store.name} are not in its {split} split")
+            ids = list(episodes)
+        episodes = store.episodes[ids]
         lengths = episodes[:, 1] - episodes[:, 0]
         self.num_frames_in_split = int(lengths.sum())
         starts = [np.arange(s, e - clip_len + 1, stride) for s, e in episodes]

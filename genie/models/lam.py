@@ -31,6 +31,7 @@ class LamOutput:
     prediction: Tensor  # [B, T-1, 3, H, W] frames 2..T, unclamped
     actions: Tensor  # [B, T-1] int64, the latent action of each transition
     latents: Tensor  # [B, T-1, code dim], before quantisation
+    similarity: Tensor  # [B, T-1, num codes] cosine of each latent to each code (the few-label mode's logits)
     vq: QuantizerOutput
 
 
@@ -105,7 +106,8 @@ class LatentActionModel(nn.Module):
         x = self._pad(frames)
         z = self._encode(x)
         vq = self.quantizer(z)
-        return LamOutput(self._decode(x, vq.quantized), vq.indices, z, vq)
+        similarity = F.normalize(z.float(), dim=-1) @ self.quantizer.codes().t()
+        return LamOutput(self._decode(x, vq.quantized), vq.indices, z, similarity, vq)
 
     @torch.no_grad()
     def infer_actions(self, frames: Tensor) -> Tensor:

@@ -9,7 +9,9 @@ alone (a prototype here did exactly that). Three things make the decoder need th
     between x_t and x_{t+1} or differ from the median background get `foreground_weight` extra weight.
 Collapse is measured at every validation: the spread of the pre-quantisation action vectors, per-code usage,
 and the action gain (next-frame PSNR on changed pixels with the inferred actions minus with them shuffled).
-True actions, where the data has them, only measure the LAM; `best_metric` is label-free.
+True actions, where the data has them, only measure the LAM; `best_metric` is label-free. The one exception
+is the few-label mode (`supervision.label_fraction` > 0, genie/stages/few_labels.py): the true actions of
+a recorded share of the training episodes, never of validation ones, join every batch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
 from genie.stages.common import CodeRestarts, dataset_record, report_batch_size, vq_objective
+from genie.stages.few_labels import LabelledEpisodes, label_loss
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
@@ -57,6 +60,27 @@ class LamStage:
         classes = store.movement_classes
         self.class_names = list(class_representatives(classes)) if classes else None
         self.restarts = CodeRestarts()
+        s = config.supervision
+        self.labels = (
+            LabelledEpisodes(
+                store,
+                s.label_fraction,
+                config.data.sequence_length,
+                config.training.seed,
+                config.model.codebook.num_codes,
+            )
+            if s.label_fraction > 0
+            else None
+        )
+        self.notes = [] if self.labels is None else [self._labels_note()]
+
+    def _labels_note(self) -> str:
+        r = self.labels.record
+        return (
+            f"few-label mode: the true actions of {len(r['episodes'])} training episode(s) "
+            f"{r['episodes']} ({r['labelled_frames']} frames, {r['share_of_train_frames']:.1%} of the "
+            "training frames) join every batch; validation episodes are never labelled"
+        )
 
     @staticmethod
     def build_model(config: LamConfig) -> LatentActionModel:
@@ -81,11 +105,23 @@ class LamStage:
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.config.training
         x = to_float(batch["frames"])
+        if self.labels is not None:  # each clip brings one labelled clip: both reconstruct, one is labelled
+            frames, targets = self.labels.draw(batch["noise_seed"])
+            x = torch.cat([x, to_float(frames.to(x.device))])
         out = model(x)
         target = x[:, 1:]
         weight = 1.0 + t.foreground_weight * self.moving_mask(x).float()
         loss, parts = vq_objective(t, out.prediction, target, weight, out.vq)
         self.restarts.record(out.latents, out.vq.indices, self.config.model.codebook.num_codes)
+        if self.labels is not None:
+            s, n = self.config.supervision, len(targets)
+            similarity, targets = out.similarity[-n:], targets.to(x.device)
+            labelled = label_loss(similarity, targets, s.logit_scale)
+            loss = loss + s.weight * labelled
+            valid = targets >= 0
+            hits = (similarity.argmax(-1) == targets) & valid
+            parts["label_ce"] = labelled.detach()
+            parts["label_acc"] = hits.sum().float() / valid.sum().clamp_min(1)
         return loss, parts
 
     def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
@@ -209,6 +245,7 @@ class LamStage:
             "clip_length": T,
             "metrics": metrics,
             "agreement": {name: self._describe(name, part) for name, part in details.items()},
+            "supervision": self.labels.record if self.labels is not None else {"label_fraction": 0.0},
             "note": "psnr_changed scores pixels that change between x_t and x_{t+1}; psnr_changed_shuffled "
             "decodes the same frames with the inferred actions shuffled across transitions, so "
             "action_gain_db > 0 means the decoder uses the actions; copy_psnr_changed repeats x_t. *_acc is "
@@ -302,7 +339,10 @@ class LamStage:
         return annotate(video, captions)
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"dataset": dataset_record(self.store, self.config.data)}
+        extras: dict[str, Any] = {"dataset": dataset_record(self.store, self.config.data)}
+        if self.labels is not None:
+            extras["supervision"] = self.labels.record
+        return extras
 
 
 def action_spread(latents: Tensor) -> dict[str, float]:

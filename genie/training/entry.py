@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from genie.config import config_from_dict, load_config
+from genie.config import checkpoint_config, load_config
 from genie.data.clips import ClipDataset
 from genie.errors import GenieError
 from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint, upstream_paths
@@ -21,7 +21,7 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
     resume = None
     if args.resume is not None:
         resume = load_checkpoint(resolve_checkpoint(args.resume, prefer="latest"), stage=stage_name)
-        config = config_from_dict(cls.config_cls, resume["config"], f"{resume['path']} (config)")
+        config = checkpoint_config(cls.config_cls, resume["config"], f"{resume['path']} (config)")
         print(f"resuming {resume['path']} at step {resume['step']} with the run's own config")
     elif args.config is None:
         raise GenieError(
@@ -33,6 +33,15 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
             config.training.seed = args.seed
         if args.batch_size is not None:
             config.data.batch_size = args.batch_size
+    if getattr(args, "label_fraction", None) is not None:
+        if stage_name != "lam":
+            raise GenieError(f"--label_fraction is a LAM flag; the {stage_name} stage has no labels to use")
+        if resume is not None and args.label_fraction != config.supervision.label_fraction:
+            raise GenieError(
+                f"--label_fraction {args.label_fraction} differs from the run's "
+                f"{config.supervision.label_fraction}: a resumed run keeps its labelled episodes"
+            )
+        config.supervision.label_fraction = args.label_fraction
     if args.max_steps is not None:
         config.training.max_steps = args.max_steps
     if args.grad_accum is not None:  # also on resume: the global batch stays, only its split changes
@@ -71,6 +80,8 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
                 f"(autocast {rt.dtype or 'off'}); {len(train_set)} train / {len(val_set)} val clips "
                 f"of {T} frames from {store.root}; run dir {trainer.run_dir}"
             )
+            for line in getattr(stage, "notes", []):
+                print(line)
         result = trainer.train()
         if rt.is_main:
             print(f"done: {result.step} steps; last checkpoint {result.last_checkpoint}")
