@@ -39,6 +39,7 @@ def build(device: torch.device) -> tuple[VideoTokenizer, DynamicsModel, int]:
         vocab_size=m.token_embedding.vocab_size,
         num_actions=m.action_embedding.num_actions,
         num_patches=tok.num_patches,
+        action_every_block=m.action_conditioning == "every_block",
     )
     return tok.to(device).eval(), dyn.to(device).eval(), dyn_cfg.data.sequence_length
 
@@ -46,7 +47,7 @@ def build(device: torch.device) -> tuple[VideoTokenizer, DynamicsModel, int]:
 @torch.no_grad()
 def cached_fps(tok, dyn, window: int, sampling: SamplingConfig, frames: int, device) -> float:
     cache, dec_cache = FrameCache(window), FrameCache(window)
-    none = torch.tensor([dyn.num_actions], device=device)
+    none = torch.tensor([dyn.null_action], device=device)
     for _ in range(2):  # a two-frame prompt
         t = torch.randint(0, dyn.vocab_size, (1, dyn.num_patches), device=device)
         dyn.observe(t, none, cache)

@@ -9,11 +9,22 @@ from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig
 V, A, N = 16, 3, 6
 
 
-@pytest.fixture
-def model() -> DynamicsModel:
+def woken(model: DynamicsModel) -> DynamicsModel:
+    """The per-block modulation starts at zero (the plain block): give it weights, so tests see it act."""
+    for block in model.transformer.blocks:
+        if block.modulation is not None:
+            torch.nn.init.normal_(block.modulation[1].weight, std=0.2)
+    return model
+
+
+@pytest.fixture(params=["every_block", "input"])
+def model(request) -> DynamicsModel:
     torch.manual_seed(0)
     cfg = TransformerConfig(num_layers=2, d_model=32, num_heads=4, qk_normalization=True)
-    return DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N).eval()
+    every_block = request.param == "every_block"
+    return woken(
+        DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=every_block)
+    )
 
 
 def clip(B: int = 2, T: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +68,7 @@ def test_sliding_window_equals_forward_on_the_last_frames():
     """
     torch.manual_seed(0)
     cfg = TransformerConfig(num_layers=1, d_model=32, num_heads=4, qk_normalization=True)
-    model = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N).eval()
+    model = woken(DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N)).eval()
     tokens, actions = clip(T=7)
     W = 3
     cache = FrameCache(window=W)
@@ -68,8 +79,8 @@ def test_sliding_window_equals_forward_on_the_last_frames():
     logits, _ = model._frame_logits(tokens[:, 6], actions[:, 5], cache)
     # the same last W frames from scratch: frame 4 is led to by a_3, so feed actions 3..5 via the embed path
     window_tokens = tokens[:, 4:7]
-    x = model._embed(window_tokens, actions[:, 3:6])
-    ref = model.head(model.transformer(x))[:, -1]
+    x, cond = model._embed(window_tokens, actions[:, 3:6])
+    ref = model.head(model.transformer(x, cond=cond))[:, -1]
     torch.testing.assert_close(logits, ref, atol=1e-5, rtol=1e-4)
 
 
@@ -131,3 +142,74 @@ def test_pending_frame_pass_equals_caching_each_frame_first(model, window):
         slow_logits, _ = model._frame_logits(masked, action, slow)
         torch.testing.assert_close(fast_logits, slow_logits, atol=1e-5, rtol=1e-4)
     assert fast.next_position == slow.next_position == 7 and fast.pending is None
+
+
+def test_the_action_reaches_every_block_only_when_asked():
+    cfg = TransformerConfig(num_layers=2, d_model=32, num_heads=4)
+    every = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N)
+    plain = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=False)
+    assert all(b.modulation is not None for b in every.transformer.blocks)
+    assert all(b.modulation is None for b in plain.transformer.blocks)
+    # zero-initialised: at init the conditioned model computes what the plain one does with its weights
+    plain.load_state_dict({k: v for k, v in every.state_dict().items() if "modulation" not in k})
+    tokens, actions = clip()
+    torch.testing.assert_close(every(tokens, actions), plain(tokens, actions))
+
+
+def test_guidance_one_is_the_unguided_sampler_and_never_runs_the_null_branch(model, monkeypatch):
+    tokens, actions = clip(T=3)
+    calls = []
+    frame_logits = model._frame_logits
+    monkeypatch.setattr(
+        model,
+        "_frame_logits",
+        lambda *a, **k: calls.append(k.get("null_branch", False)) or frame_logits(*a, **k),
+    )
+    outs = []
+    for sampling in (SamplingConfig(3, 1.0), SamplingConfig(3, 1.0, guidance=1.0)):
+        g = torch.Generator().manual_seed(0)
+        outs.append(model.rollout(tokens[:, :2], actions, sampling, window=4, generator=g))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    assert calls and not any(calls)
+
+
+def test_the_null_branch_rides_along_without_changing_the_action_branch(model):
+    """Both branches in one pass: the action's branch equals the unguided pass, the null branch equals a
+    pass with "no action"; the branches do not see each other, and the pending frame joins the cache once."""
+    tokens, actions = clip(T=4)
+    none = torch.full((2,), A)
+    caches = [FrameCache(8) for _ in range(3)]
+    for cache in caches:
+        model.observe(tokens[:, 0], none, cache)
+        model.observe(tokens[:, 1], actions[:, 0], cache)
+        cache.pending = (tokens[:, 2], actions[:, 1])  # a generated frame, not cached yet
+    masked = torch.full((2, N), model.mask_id)
+    both, kv = model._frame_logits(masked, actions[:, 2], caches[0], null_branch=True)
+    cond, kv_cond = model._frame_logits(masked, actions[:, 2], caches[1])
+    uncond, _ = model._frame_logits(masked, none, caches[2])
+    assert both.shape == (2, 2, N, V)
+    torch.testing.assert_close(both[:, 0], cond, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both[:, 1], uncond, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(kv[0][0], kv_cond[0][0], atol=1e-5, rtol=1e-4)
+    assert caches[0].position == caches[1].position == 3 and caches[0].pending is None
+
+
+def test_guidance_pushes_toward_the_action(model):
+    """logits = uncond + w (cond - uncond): with greedy sampling and a large w the sampled frame follows
+    the direction in which the action moved the logits."""
+    tokens, actions = clip(T=3)
+    none = torch.full((2,), A)
+    cache = FrameCache(8)
+    model.observe(tokens[:, 0], none, cache)
+    model.observe(tokens[:, 1], actions[:, 0], cache)
+    masked = torch.full((2, N), model.mask_id)
+    both, _ = model._frame_logits(masked, actions[:, 1], cache, null_branch=True)
+    want = (both[:, 1] + 5.0 * (both[:, 0] - both[:, 1])).argmax(-1)
+    got = model.sample_next(actions[:, 1], cache, SamplingConfig(1, 0.0, guidance=5.0))
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("guidance", [-1.0, float("inf")])
+def test_bad_guidance(guidance):
+    with pytest.raises(ValueError):
+        SamplingConfig(guidance=guidance)

@@ -8,7 +8,7 @@ from tiny_runs import DYNAMICS, LAM, write
 
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
-from genie.stages.dynamics import sample_mask
+from genie.stages.dynamics import corrupt_context, drop_actions, sample_mask
 from genie.stages.registry import model_from_checkpoint
 
 
@@ -86,6 +86,10 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     # the long rollouts count Pong's objects, generated and real (the real agent paddle is always there)
     assert {"long/ball_seen", "long/opponent_paddle_seen", "long/agent_paddle_seen_tokenizer"} <= set(metrics)
     assert metrics["long/agent_paddle_seen_real"] == 1.0
+    # long play counts each object per frame: exactly one agent paddle in every real frame
+    assert metrics["play/agent_paddle_one_real"] == 1.0 and metrics["play/agent_paddle_many_real"] == 0.0
+    assert {"play/ball_one_t64", "play/opponent_paddle_many_t256"} <= set(metrics)
+    assert "play/ball_one_t1000" not in metrics and metrics["play/horizon"] == 70
     assert 0 < metrics["long/foreground_share_real"] < 0.05  # paddles, ball and score on an empty court
     # the dynamics clips' tokens were read through the tokenizer's own window, whatever their length
     tokenizer, ckpt = model_from_checkpoint("tokenizer", upstream["tokenizer"], torch.device("cpu"))
@@ -136,9 +140,63 @@ def test_upstream_mismatch_is_one_line(pong_dataset, tmp_path, upstream, capsys,
     assert expected in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize(("key", "value"), [("maskgit_steps", 0), ("temperature", -1.0)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("maskgit_steps", 0), ("temperature", -1.0), ("temperature", ".inf"), ("guidance", -2.0)],
+)
 def test_bad_sampling_parameters_in_config(tmp_path, key, value, capsys):
     config = json.loads(json.dumps(DYNAMICS))
     config["inference"][key] = value
     assert main(["train", "dynamics", "--config", str(write(tmp_path / "d.yaml", config))]) == 2
     assert key in capsys.readouterr().err
+
+
+def test_dropped_actions_follow_each_clip_seed_and_become_the_null_action():
+    actions = torch.randint(0, 3, (64, 7))
+    seeds = torch.arange(64)
+    dropped = drop_actions(actions, 0.1, 3, seeds)
+    changed = dropped != actions
+    assert torch.equal(dropped[changed], torch.full_like(dropped[changed], 3))
+    assert 0.05 < changed.float().mean() < 0.15
+    assert torch.equal(drop_actions(actions, 0.1, 3, seeds), dropped)  # the same seeds, the same drops
+    assert torch.equal(drop_actions(actions[10:12], 0.1, 3, seeds[10:12]), dropped[10:12])  # any batching
+    assert drop_actions(actions, 0.0, 3, seeds) is actions
+
+
+def test_corrupted_context_touches_only_visible_tokens():
+    """The scored tokens (masked: the labels) are never corrupted; visible ones of any frame may be."""
+    tokens = torch.randint(0, 32, (16, 4, 24))
+    seeds = torch.arange(16)
+    mask = sample_mask(tokens.shape, 0.5, 1.0, seeds)
+    noisy = corrupt_context(tokens, mask, 0.5, 32, seeds)
+    changed = noisy != tokens
+    assert not (changed & mask).any() and changed.any() and changed[:, 0].any()  # frame 0 is context
+    assert changed.float().sum() < 0.5 * (~mask).float().sum()  # rates ~ U(0, 0.5)
+    assert torch.equal(corrupt_context(tokens, mask, 0.5, 32, seeds), noisy)
+    assert corrupt_context(tokens, mask, 0.0, 32, seeds) is tokens
+
+
+def test_guidance_needs_a_model_trained_with_action_dropout(pong_dataset, tmp_path, upstream, capsys):
+    config = json.loads(json.dumps(DYNAMICS))
+    config["inference"]["guidance"] = 2.0
+    args = dynamics_args(pong_dataset, tmp_path, upstream, config, "--lam_path", str(upstream["lam"]))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs a model trained with training.action_dropout > 0" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_before_per_block_actions_loads_as_it_was_trained(pong_dataset, tmp_path, upstream):
+    """A dynamics checkpoint whose config has no action_conditioning key (written before it existed) has
+    no per-block modulation: it is rebuilt with the action at the input only, and evaluates."""
+    config = json.loads(json.dumps(DYNAMICS))
+    config["model"]["action_conditioning"] = "input"
+    args = dynamics_args(pong_dataset, tmp_path, upstream, config, "--lam_path", str(upstream["lam"]))
+    assert main([*args, "--no_eval"]) == 0
+    (run,) = (tmp_path / "ck" / "dynamics").iterdir()
+    for path in run.glob("checkpoint_step_*.pt"):
+        ckpt = torch.load(path, weights_only=True)
+        del ckpt["config"]["model"]["action_conditioning"]
+        assert not any("modulation" in k for k in ckpt["model"])
+        torch.save(ckpt, path)
+    assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0

@@ -33,6 +33,7 @@ DYNAMICS = {
         "save_every": 2,
         "eval_batches": 1,
         "eval_rollouts": 2,
+        "eval_play_frames": 70,  # reaches the second window (frames 65-256) of the long-play counts
     },
     "inference": {"maskgit_steps": 2, "temperature": 1.0},
 }

@@ -160,6 +160,34 @@ def _long_table(metrics: dict[str, float]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
+def _play_table(metrics: dict[str, float]) -> str:
+    """Long play's object counts: one row per object, one column per window of generated frames and the
+    real frames; each cell 'exactly one / two or more' (shares of frames)."""
+    from genie.evaluation.long_play import WINDOWS
+
+    names = [k[len("play/") : -len("_one_real")] for k in metrics if k.endswith("_one_real")]
+    windows = [(f, last) for f, last in WINDOWS if f"play/{names[0]}_one_t{last}" in metrics] if names else []
+    if not windows:
+        return ""
+    suffixes = [f"_t{last}" for _, last in windows] + ["_real"]
+    columns = [f"frames {f}-{last}" for f, last in windows] + ["real"]
+    head = "<tr><th>object: one / two or more</th>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td>"
+        + "".join(
+            f"<td>{metrics[f'play/{n}_one{s}']:.2f} / {metrics[f'play/{n}_many{s}']:.2f}</td>"
+            for s in suffixes
+        )
+        + "</tr>"
+        for n in names
+    )
+    rollouts = int(metrics.get("play/rollouts", 0))
+    return (
+        f"<table>{head}{rows}</table><p>{rollouts} held-out prompts played with held random actions; "
+        "shares of frames holding exactly one / two or more of each object.</p>"
+    )
+
+
 def _asset(src: Path, assets: Path, prefix: str) -> str:
     dst = assets / f"{prefix}_{src.name}"
     if dst.exists():  # long_video/x.mp4 beside x.mp4
@@ -207,7 +235,10 @@ def write_report(
             if stage == "dynamics":
                 parts.append(_horizon_table(metrics))
                 parts.append(_long_table(metrics))
-                main = [k for k in metrics if not re.search(r"_t\d+$", k) and not k.startswith("long/")]
+                parts.append(_play_table(metrics))
+                main = [
+                    k for k in metrics if not re.search(r"_t\d+$", k) and not k.startswith(("long/", "play/"))
+                ]
                 parts.append(_table(metrics, sorted(main)))
             else:
                 parts.append(_table(metrics))

@@ -2,8 +2,12 @@
 
 tokens [B, T, N] (a frame is N tokens; `mask_id` marks unknown ones) and actions [B, T-1] ->
 logits [B, T, N, V] for every token. Action a_t (what happened between frames t and t+1) is an
-embedding added to every token of frame t+1, so with causal temporal attention it can change
-frame t+1 and later, never frame t or earlier. Frame 0 gets a learned "no action" embedding.
+embedding added to every token of frame t+1 and, with `action_every_block`, it also scales and shifts
+every block's norms for that frame (adaptive layer norm), so the action cannot fade in a deep stack.
+With causal temporal attention it can change frame t+1 and later, never frame t or earlier. Frame 0,
+and any transition whose action is unknown, gets a learned "no action" embedding; trained with actions
+dropped to it now and then, the model predicts without the action too, which classifier-free guidance
+uses at sampling: logits = uncond + w * (cond - uncond), both branches in one pass over the cache.
 
 Generation runs one frame at a time: MaskGIT starts from an all-masked frame and, over `steps`
 rounds, keeps the most confident sampled tokens (cosine schedule). Past frames are cached as
@@ -30,12 +34,15 @@ class SamplingConfig:
     steps: int = 25  # MaskGIT rounds per frame (Genie: 25); 1 = one-step
     temperature: float = 1.0  # 0 = greedy (argmax)
     schedule: str = "cosine"  # share of tokens still masked after round s: cosine | linear
+    guidance: float = 1.0  # classifier-free guidance weight on the action; 1 = off (one branch)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"maskgit steps {self.steps}: expected at least 1")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature {self.temperature}: expected a number >= 0")
+        if not 0 <= self.temperature < math.inf:
+            raise ValueError(f"temperature {self.temperature}: expected a finite number >= 0")
+        if not 0 <= self.guidance < math.inf:
+            raise ValueError(f"guidance {self.guidance}: expected a finite number >= 0 (1 = off)")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"schedule {self.schedule!r}: expected cosine or linear")
 
@@ -54,46 +61,69 @@ class DynamicsModel(nn.Module):
         vocab_size: int,
         num_actions: int,
         num_patches: int,
+        action_every_block: bool = True,
         checkpointing: bool = False,
     ) -> None:
         super().__init__()
         d = cfg.d_model
         self.vocab_size, self.num_actions, self.num_patches = vocab_size, num_actions, num_patches
         self.mask_id = vocab_size  # one extra embedding row for "unknown token"
+        self.null_action = num_actions  # the action embedding's last row: "no action"
         self.token_embed = nn.Embedding(vocab_size + 1, d)
-        self.action_embed = nn.Embedding(num_actions + 1, d)  # last row: "no action" for frame 0
+        self.action_embed = nn.Embedding(num_actions + 1, d)
         self.pos = nn.Parameter(torch.randn(num_patches, d) * 0.02)
-        self.transformer = STTransformer(cfg, causal=True, checkpointing=checkpointing)
+        self.action_every_block = action_every_block
+        self.transformer = STTransformer(
+            cfg, causal=True, checkpointing=checkpointing, conditioned=action_every_block
+        )
         self.head = nn.Linear(d, vocab_size)
 
-    def _embed(self, tokens: Tensor, frame_actions: Tensor) -> Tensor:
-        """tokens [B, T, N], frame_actions [B, T] (the action that led to each frame) -> [B, T, N, D]."""
-        return self.token_embed(tokens) + self.pos + self.action_embed(frame_actions)[:, :, None]
+    def _embed(self, tokens: Tensor, frame_actions: Tensor) -> tuple[Tensor, Tensor | None]:
+        """tokens [B, T, N], frame_actions [B, T] (the action that led to each frame) -> inputs [B, T, N, D]
+        and the blocks' condition [B, T, D] (None when the action enters at the input only)."""
+        action = self.action_embed(frame_actions)
+        x = self.token_embed(tokens) + self.pos + action[:, :, None]
+        return x, (action if self.action_every_block else None)
 
     def forward(self, tokens: Tensor, actions: Tensor) -> Tensor:
-        """tokens [B, T, N] (may hold mask_id), actions [B, T-1] -> logits [B, T, N, V]."""
+        """tokens [B, T, N] (may hold mask_id), actions [B, T-1] (may hold null_action) -> logits
+        [B, T, N, V]."""
         B = tokens.shape[0]
-        start = torch.full((B, 1), self.num_actions, dtype=actions.dtype, device=actions.device)
-        x = self._embed(tokens, torch.cat([start, actions], dim=1))
-        return self.head(self.transformer(x))
+        start = torch.full((B, 1), self.null_action, dtype=actions.dtype, device=actions.device)
+        x, cond = self._embed(tokens, torch.cat([start, actions], dim=1))
+        return self.head(self.transformer(x, cond=cond))
 
     # --- generation ---
 
-    def _frame_logits(self, tokens: Tensor, action: Tensor, cache: FrameCache) -> tuple[Tensor, list]:
+    def _frame_logits(
+        self, tokens: Tensor, action: Tensor, cache: FrameCache, null_branch: bool = False
+    ) -> tuple[Tensor, list]:
         """One frame tokens [B, N] led to by action [B] -> logits [B, N, V] and its (k, v) per block.
 
         A pending frame of the cache (generated, not cached yet) rides along in the same pass, ahead of
-        this one, and joins the cache: the same result as caching it first, one pass fewer.
+        this one, and joins the cache: the same result as caching it first, one pass fewer. With
+        `null_branch` the same frame led to by "no action" rides along too, at the same position (unseen
+        by the first branch): logits [B, 2, N, V], the action's branch first (classifier-free guidance).
         """
-        x = self._embed(tokens[:, None], action[:, None])
+        frames = [(tokens, action)]
+        if null_branch:
+            frames.append((tokens, torch.full_like(action, self.null_action)))
         pending, cache.pending = cache.pending, None
         if pending is not None:
-            x = torch.cat([self._embed(pending[0][:, None], pending[1][:, None]), x], dim=1)
-        h, kv = self.transformer.forward_cached(x, cache.position, cache.layers or None, cache.window)
+            frames.insert(0, pending)
+        x, cond = self._embed(torch.stack([f[0] for f in frames], 1), torch.stack([f[1] for f in frames], 1))
+        position = cache.position + (pending is not None)
+        positions = torch.tensor([cache.position] * (pending is not None) + [position] * (1 + null_branch))
+        h, kv = self.transformer.forward_cached(
+            x, positions.to(x.device), cache.layers or None, cache.window, cond
+        )
         if pending is not None:
             cache.append([(k[:, :, :1], v[:, :, :1]) for k, v in kv])
-            kv = [(k[:, :, 1:], v[:, :, 1:]) for k, v in kv]
-        return self.head(h[:, -1]), kv
+            kv = [(k[:, :, 1:2], v[:, :, 1:2]) for k, v in kv]
+        else:
+            kv = [(k[:, :, :1], v[:, :, :1]) for k, v in kv]
+        logits = self.head(h[:, -(1 + null_branch) :])
+        return (logits if null_branch else logits[:, 0]), kv
 
     @torch.no_grad()
     def observe(self, tokens: Tensor, action: Tensor, cache: FrameCache) -> None:
@@ -113,8 +143,12 @@ class DynamicsModel(nn.Module):
         B, N = action.shape[0], self.num_patches
         tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=action.device)
         masked = torch.ones(B, N, dtype=torch.bool, device=action.device)
+        guided = sampling.guidance != 1.0
         for s in range(sampling.steps):
-            logits = self._frame_logits(tokens, action, cache)[0].float()
+            logits = self._frame_logits(tokens, action, cache, null_branch=guided)[0].float()
+            if guided:
+                cond, uncond = logits.unbind(1)
+                logits = uncond + sampling.guidance * (cond - uncond)
             if sampling.temperature > 0:
                 logits = logits / sampling.temperature
                 # Gumbel-max: argmax(logits + Gumbel noise) is a sample of softmax(logits), 3x faster here
@@ -152,7 +186,7 @@ class DynamicsModel(nn.Module):
         B, P, _ = prompt.shape
         H = actions.shape[1] - (P - 1)
         cache = FrameCache(window)
-        none = torch.full((B,), self.num_actions, dtype=torch.long, device=prompt.device)
+        none = torch.full((B,), self.null_action, dtype=torch.long, device=prompt.device)
         for t in range(P):
             self.observe(prompt[:, t], none if t == 0 else actions[:, t - 1], cache)
         frames = [self.sample_next(actions[:, P - 1 + h], cache, sampling, generator) for h in range(H)]

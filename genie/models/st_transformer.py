@@ -108,9 +108,14 @@ class MLP(nn.Sequential):
 
 
 class STBlock(nn.Module):
-    """Spatial attention within each frame, temporal attention across frames, then MLP (pre-norm)."""
+    """Spatial attention within each frame, temporal attention across frames, then MLP (pre-norm).
 
-    def __init__(self, cfg: TransformerConfig, *, causal: bool) -> None:
+    `conditioned`: each frame's condition [B, T, D] (the dynamics model's action) scales and shifts the
+    three pre-norms of that frame (adaptive layer norm, as DiT), so the condition reaches every block
+    instead of fading after the input. The modulation starts at zero: at init the block is the plain one.
+    """
+
+    def __init__(self, cfg: TransformerConfig, *, causal: bool, conditioned: bool = False) -> None:
         super().__init__()
         d = cfg.d_model
         self.causal = causal
@@ -119,20 +124,42 @@ class STBlock(nn.Module):
         self.temporal = Attention(d, cfg.num_heads, qk_norm=cfg.qk_normalization, dropout=cfg.dropout)
         self.mlp = MLP(d, cfg.dim_feedforward, cfg.activation, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
+        self.modulation: nn.Module | None = None
+        if conditioned:
+            self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+            nn.init.zeros_(self.modulation[1].weight)
+            nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tensor:
+    def _modulations(self, cond: Tensor | None) -> Tensor | None:
+        """cond [B, T, D] -> [6, B, T, 1, D]: (scale, shift) of each pre-norm, per frame (None: plain)."""
+        if cond is None or self.modulation is None:
+            return None
+        return rearrange(self.modulation(cond), "b t (k d) -> k b t 1 d", k=6)
+
+    @staticmethod
+    def _norm(norm: nn.LayerNorm, x: Tensor, mods: Tensor | None, i: int) -> Tensor:
+        """Pre-norm i of x [B, T, N, D], scaled and shifted by its modulation."""
+        return norm(x) if mods is None else norm(x) * (1 + mods[2 * i]) + mods[2 * i + 1]
+
+    def forward(
+        self,
+        x: Tensor,
+        rotary: tuple[Tensor, Tensor],
+        mask: Tensor | None = None,
+        cond: Tensor | None = None,
+    ) -> Tensor:
         """x [B, T, N, D] -> [B, T, N, D]; `mask` [T, T] bool: which frames each frame sees (None: causal
-        or all, as built)."""
-        B = x.shape[0]
+        or all, as built); `cond` [B, T, D] for a conditioned block."""
+        B, mods = x.shape[0], self._modulations(cond)
         # --- spatial attention: patches of one frame ---
-        x = rearrange(x, "b t n d -> (b t) n d")
-        x = x + self.drop(self.spatial(self.norm1(x)))
+        h = rearrange(self._norm(self.norm1, x, mods, 0), "b t n d -> (b t) n d")
+        x = x + self.drop(rearrange(self.spatial(h), "(b t) n d -> b t n d", b=B))
         # --- temporal attention: one patch position across frames ---
-        x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
-        x = x + self.drop(self.temporal(self.norm2(x), causal=self.causal, rotary=rotary, mask=mask))
-        x = rearrange(x, "(b n) t d -> b t n d", b=B)
+        h = rearrange(self._norm(self.norm2, x, mods, 1), "b t n d -> (b n) t d")
+        h = self.temporal(h, causal=self.causal, rotary=rotary, mask=mask)
+        x = x + self.drop(rearrange(h, "(b n) t d -> b t n d", b=B))
         # --- feedforward ---
-        return x + self.drop(self.mlp(self.norm3(x)))
+        return x + self.drop(self.mlp(self._norm(self.norm3, x, mods, 2)))
 
     def forward_cached(
         self,
@@ -140,22 +167,22 @@ class STBlock(nn.Module):
         rotary: tuple[Tensor, Tensor],
         past: tuple[Tensor, Tensor] | None,
         mask: Tensor | None = None,
+        cond: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """New frames x [B, T, N, D] against cached past keys/values [(B N), h, P, hd]; `mask` [T, P+T]
-        says which keys each new frame sees (None: all, for one new frame).
+        says which keys each new frame sees (None: all, for one new frame); `cond` [B, T, D].
 
         Returns the block output and the new frames' own (k, v). Equals `forward` over the whole clip at
         its last frames (causal), at the cost of the new frames instead of all of them.
         """
-        B = x.shape[0]
-        x = rearrange(x, "b t n d -> (b t) n d")
-        x = x + self.spatial(self.norm1(x))
-        x = rearrange(x, "(b t) n d -> (b n) t d", b=B)
-        q, k, v = self.temporal.project(self.norm2(x), rotary)
+        B, mods = x.shape[0], self._modulations(cond)
+        h = rearrange(self._norm(self.norm1, x, mods, 0), "b t n d -> (b t) n d")
+        x = x + rearrange(self.spatial(h), "(b t) n d -> b t n d", b=B)
+        h = rearrange(self._norm(self.norm2, x, mods, 1), "b t n d -> (b n) t d")
+        q, k, v = self.temporal.project(h, rotary)
         keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-        x = x + self.temporal.attend(q, keys, values, mask=mask)
-        x = rearrange(x, "(b n) t d -> b t n d", b=B)
-        return x + self.mlp(self.norm3(x)), (k, v)
+        x = x + rearrange(self.temporal.attend(q, keys, values, mask=mask), "(b n) t d -> b t n d", b=B)
+        return x + self.mlp(self._norm(self.norm3, x, mods, 2)), (k, v)
 
 
 @dataclass
@@ -190,16 +217,20 @@ class FrameCache:
 class STTransformer(nn.Module):
     """A stack of `STBlock`s with a final norm; optional activation checkpointing per block."""
 
-    def __init__(self, cfg: TransformerConfig, *, causal: bool, checkpointing: bool = False) -> None:
+    def __init__(
+        self, cfg: TransformerConfig, *, causal: bool, checkpointing: bool = False, conditioned: bool = False
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(STBlock(cfg, causal=causal) for _ in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(
+            STBlock(cfg, causal=causal, conditioned=conditioned) for _ in range(cfg.num_layers)
+        )
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head_dim = cfg.d_model // cfg.num_heads
         self.causal = causal
         self.checkpointing = checkpointing
 
-    def forward(self, x: Tensor, window: int | None = None) -> Tensor:
-        """x [B, T, N, D] -> [B, T, N, D].
+    def forward(self, x: Tensor, window: int | None = None, cond: Tensor | None = None) -> Tensor:
+        """x [B, T, N, D] -> [B, T, N, D]; `cond` [B, T, D]: each frame's condition (conditioned blocks).
 
         With `window` (a causal model's training clip length), a clip longer than it is run as a sliding
         window: each frame sees itself and the window - 1 frames before it, never temporal offsets that
@@ -215,35 +246,42 @@ class STTransformer(nn.Module):
             mask = window_mask(frames, frames, window)
         for block in self.blocks:
             if self.checkpointing and self.training:
-                x = checkpoint(block, x, rotary, mask, use_reentrant=False)
+                x = checkpoint(block, x, rotary, mask, cond, use_reentrant=False)
             else:
-                x = block(x, rotary, mask)
+                x = block(x, rotary, mask, cond)
         return self.norm(x)
 
     def forward_cached(
         self,
         x: Tensor,
-        position: int,
+        position: int | Tensor,
         past: list[tuple[Tensor, Tensor]] | None,
         window: int | None = None,
+        cond: Tensor | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """New frames x [B, T, N, D] from temporal `position` on, given each block's cached past (k, v).
+        """New frames x [B, T, N, D] from temporal `position` on, given each block's cached past (k, v);
+        `cond` [B, T, D] for conditioned blocks.
 
         Each new frame sees the cached frames and the new ones up to itself, at most `window` frames in
         all. Rotary positions make attention depend on offsets only, so a cache trimmed to a sliding
-        window stays valid. Returns [B, T, N, D] and the new frames' (k, v) for each block.
+        window stays valid. `position` may also be one position per new frame [T] (non-decreasing, the
+        first right after the cache): new frames sharing a position are alternatives of one frame
+        (classifier-free guidance's two branches) and do not see each other.
+        Returns [B, T, N, D] and the new frames' (k, v) for each block.
         """
         T, P = x.shape[1], (past[0][0].shape[2] if past else 0)
-        rotary = rotary_cos_sin(torch.arange(position, position + T, device=x.device), self.head_dim)
+        if isinstance(position, int):
+            position = torch.arange(position, position + T, device=x.device)
+        first = int(position[0])
+        rotary = rotary_cos_sin(position, self.head_dim)
         mask = None
         if T > 1 or (window is not None and window <= P):
-            mask = window_mask(
-                torch.arange(position, position + T, device=x.device),
-                torch.arange(position - P, position + T, device=x.device),
-                window if window is not None else P + T,
-            )
+            keys = torch.cat([torch.arange(first - P, first, device=x.device), position])
+            mask = window_mask(position, keys, window if window is not None else P + T)
+            alternatives = (position[:, None] == position[None, :]) & ~torch.eye(T, dtype=torch.bool)
+            mask[:, P:] &= ~alternatives.to(x.device)
         new_kv = []
         for i, block in enumerate(self.blocks):
-            x, kv = block.forward_cached(x, rotary, past[i] if past else None, mask)
+            x, kv = block.forward_cached(x, rotary, past[i] if past else None, mask, cond)
             new_kv.append(kv)
         return self.norm(x), new_kv

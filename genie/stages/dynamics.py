@@ -25,10 +25,11 @@ from torch import Tensor, nn
 
 from genie.config import DynamicsConfig, LamConfig, load_config
 from genie.data.actions import class_ids
-from genie.data.clips import spread
+from genie.data.clips import ClipDataset, spread
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
+from genie.evaluation.long_play import long_play
 from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, standard_error
 from genie.evaluation.objects import game_objects, objects_seen
 from genie.evaluation.video import side_by_side, to_rgb_uint8, write_mp4
@@ -43,6 +44,7 @@ PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the bal
 LONG_HORIZON = 64  # frames of the long rollouts (the issue asks for the objects to survive 64)
 LONG_ROLLOUTS = 8  # how many, from starts spread over the validation episodes
 LONG_MEASURED = LONG_HORIZON // 4  # their last frames, where objects are counted
+PLAY_PROMPTS = 8  # held-out prompts played for 1,000 frames with held random actions (long_play)
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
@@ -75,6 +77,36 @@ def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor) -> Te
     mask = torch.stack(masks).to(seeds.device)
     mask[:, 0] = False
     return mask
+
+
+def _clip_rng(seed: int, purpose: int) -> np.random.Generator:
+    """An independent stream per (clip noise seed, purpose): the masks, the dropped actions and the
+    corrupted context of one clip never share draws."""
+    return np.random.default_rng([seed, purpose])
+
+
+def drop_actions(actions: Tensor, share: float, null: int, seeds: Tensor) -> Tensor:
+    """actions [B, T-1] with each transition's action replaced by `null` with probability `share`, drawn
+    from each clip's own seed (classifier-free guidance's unconditional branch)."""
+    if share == 0:
+        return actions
+    drop = np.stack([_clip_rng(s, 1).random(actions.shape[1]) < share for s in seeds.tolist()])
+    return actions.masked_fill(torch.from_numpy(drop).to(actions.device), null)
+
+
+def corrupt_context(inputs: Tensor, mask: Tensor, share: float, vocab: int, seeds: Tensor) -> Tensor:
+    """inputs [B, T, N] with up to `share` of each clip's visible tokens (where `mask` is False) replaced
+    by uniform random tokens: the clip's rate ~ U(0, share). Masked tokens, the ones scored, are untouched."""
+    if share == 0:
+        return inputs
+    out = inputs.clone()
+    for b, seed in enumerate(seeds.tolist()):
+        rng = _clip_rng(seed, 2)
+        hit = torch.from_numpy(rng.random(inputs.shape[1:]) < rng.random() * share).to(inputs.device)
+        hit &= ~mask[b]
+        random = torch.from_numpy(rng.integers(0, vocab, inputs.shape[1:])).to(inputs.device)
+        out[b] = torch.where(hit, random, out[b])
+    return out
 
 
 def load_upstream(name: str, path: Path | str, device: torch.device) -> tuple[nn.Module, dict, dict]:
@@ -144,8 +176,16 @@ class DynamicsStage:
             )
         inf = config.inference
         self.sampling = SamplingConfig(
-            inf.maskgit_steps, 0.0 if inf.sampling == "greedy" else inf.temperature, inf.schedule
+            inf.maskgit_steps,
+            0.0 if inf.sampling == "greedy" else inf.temperature,
+            inf.schedule,
+            inf.guidance,
         )
+        if inf.guidance != 1.0 and config.training.action_dropout == 0:
+            raise GenieError(
+                f"inference.guidance {inf.guidance} needs a model trained with training.action_dropout > 0 "
+                "(its no-action branch); set guidance to 1 or train with action_dropout (e.g. 0.1)"
+            )
 
     def build(self) -> DynamicsModel:
         m = self.config.model
@@ -154,6 +194,7 @@ class DynamicsStage:
             vocab_size=m.token_embedding.vocab_size,
             num_actions=m.action_embedding.num_actions,
             num_patches=self.tokenizer.num_patches,
+            action_every_block=m.action_conditioning == "every_block",
             checkpointing=self.config.training.gradient_checkpointing,
         )
 
@@ -171,9 +212,11 @@ class DynamicsStage:
         with torch.no_grad():
             tokens = self.tokenizer.encode(to_float(batch["frames"]))  # (b, t, n)
             actions = self.actions_of(batch)
-        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, batch["noise_seed"])
-        inputs = tokens.masked_fill(mask, self.config.model.token_embedding.vocab_size)
-        logits = model(inputs, actions)
+        seeds, vocab = batch["noise_seed"], self.config.model.token_embedding.vocab_size
+        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds)
+        inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds).masked_fill(mask, vocab)
+        null = self.config.model.action_embedding.num_actions  # the model's "no action"
+        logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds))
         # Cross-entropy on masked tokens, averaged per clip and then over clips: a mean of per-sample losses,
         # so ranks and micro-batches add up to the single-process loss whatever their mask rates.
         ce = F.cross_entropy(logits.float().flatten(0, 2), tokens.flatten(), reduction="none").view_as(tokens)
@@ -265,15 +308,13 @@ class DynamicsStage:
         """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
         from torch.utils.data import DataLoader
 
-        from genie.data.clips import ClipDataset
-
         model.eval()
         d, step = self.config.data, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
         picks = spread(len(val), REPORT_CLIPS)
         loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
-        bar = progress_bar(total=len(loader) + 2, desc=f"evaluating dynamics step {step}", unit="part")
+        bar = progress_bar(total=len(loader) + 3, desc=f"evaluating dynamics step {step}", unit="part")
 
         def batches() -> Iterable[Batch]:
             for b in loader:
@@ -293,6 +334,9 @@ class DynamicsStage:
             bar.update(1)
             if long is not None:
                 write_mp4(out_dir / "long_video" / f"dynamics_comparison_step_{step}.mp4", long, fps=d.fps)
+            if self.config.training.eval_play_frames:
+                metrics.update(self._long_play(model))
+            bar.update(1)
         result = {
             "stage": "dynamics",
             "checkpoint": checkpoint.get("path"),
@@ -363,6 +407,23 @@ class DynamicsStage:
                 foreground_mask(frames, background).float().mean()
             )
         return video, metrics
+
+    def _long_play(self, model: DynamicsModel) -> dict[str, float]:
+        """`eval_play_frames` (1,000) frames of play with held random actions from PLAY_PROMPTS held-out
+        prompts spread over the validation split: object counts per window (genie.evaluation.long_play)."""
+        val = ClipDataset(self.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
+        picks = spread(len(val), PLAY_PROMPTS)
+        batch = {k: torch.stack([val[i][k] for i in picks]).to(self.device) for k in val[0]}
+        return long_play(
+            model,
+            self.tokenizer,
+            self.store,
+            to_float(batch["frames"]),
+            self.actions_of(batch),
+            self.sampling,
+            window=self.config.data.sequence_length,
+            horizon=self.config.training.eval_play_frames,
+        )
 
     def _actions_long(self, batch: Batch) -> Tensor:
         """Actions of a long clip: the LAM sees overlapping windows of its own clip length."""

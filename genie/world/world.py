@@ -49,6 +49,7 @@ class WorldModels:
         data_dir: Path | None = None,
         steps: int | None = None,
         temperature: float | None = None,
+        guidance: float | None = None,
     ) -> WorldModels:
         """A dynamics checkpoint (or run directory: its best) and the upstream checkpoints it records."""
         from genie.stages.registry import stage_from_checkpoint
@@ -56,10 +57,16 @@ class WorldModels:
         device = torch.device(device)
         stage, model, ckpt = stage_from_checkpoint("dynamics", Path(checkpoint), device, data_dir=data_dir)
         s = stage.sampling
+        if guidance not in (None, 1.0) and stage.config.training.action_dropout == 0:
+            raise GenieError(
+                f"guidance {guidance} needs a model trained with training.action_dropout > 0 (its no-action "
+                f"branch); {ckpt['path']} was trained without"
+            )
         sampling = SamplingConfig(
             s.steps if steps is None else steps,
             s.temperature if temperature is None else temperature,
             s.schedule,
+            s.guidance if guidance is None else guidance,
         )
         return cls(stage, model, sampling, action_map(stage), str(ckpt["path"]))
 
@@ -125,7 +132,7 @@ class World:
         tokens = m.stage.tokenizer.encode(x)  # (1, p, n)
         self.cache = FrameCache(m.stage.config.data.sequence_length)
         self.decoder_cache = FrameCache(m.stage.tokenizer_clip)
-        none = torch.tensor([m.dynamics.num_actions], device=m.device)
+        none = torch.tensor([m.dynamics.null_action], device=m.device)
         for t in range(tokens.shape[1]):
             m.dynamics.observe(tokens[:, t], none if t == 0 else actions[:, t - 1], self.cache)
             m.stage.tokenizer.decode_next(tokens[:, t], self.decoder_cache)
