@@ -2,6 +2,8 @@
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 DATA    ?= data
+# training episodes whose true actions the demo's LAM may use (the few-label mode); 0 = unsupervised
+LABELS  ?= 1
 STAMP   := .venv/.installed
 
 .PHONY: demo test lint install clean
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml requirements.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m genie.demo --data_dir $(DATA)
+	$(PY) -m genie.demo --data_dir $(DATA) --labelled_episodes $(LABELS)
 
 lint: $(STAMP)
 	.venv/bin/ruff check .

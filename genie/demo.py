@@ -1,8 +1,12 @@
 """`make demo`: the whole pipeline at the tiny preset on a laptop CPU, from nothing to evaluated models.
 
 Collect Pong (frames + true actions) -> train and evaluate the tiny tokenizer -> the tiny latent action
-model (scored against the true actions it never saw) -> the tiny dynamics model on both (rollouts and
-controllability) -> one HTML report with a play GIF -> how to play the result in the browser.
+model (scored against the true actions of the validation episodes) -> the tiny dynamics model on both
+(rollouts, controllability, long play) -> one HTML report with a play GIF -> how to play it in the browser.
+
+The LAM trains in the few-label mode by default, with the true actions of one training episode (~2.5%
+of the training frames): unsupervised, its codes do not mean up / down / stay (docs/lam.md), and a world
+whose keys do not mean the controls cannot be played. `make demo LABELS=0` trains it unsupervised.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from genie.evaluation.report import with_error
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def demo(data_dir: Path, max_steps: int | None) -> None:
-    from genie.data.store import ensure_dataset
+def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
+    from genie.data.store import EpisodeStore, ensure_dataset
 
     t0 = time.perf_counter()
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
-    ensure_dataset(data_dir, "pong")
+    store = EpisodeStore.open(ensure_dataset(data_dir, "pong"))
     print("== 2/5 tokenizer: tiny preset on CPU (~9 min) ==")
     train("tokenizer", data_dir, max_steps)
     reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"), key=_mtime)
@@ -34,14 +38,34 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
         keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
         print("tokenizer validation: " + ", ".join(f"{k[4:]}={metrics[k]:.3f}" for k in keys))
         print(f"videos and JSON: {reports[-1].parent}/")
-    print("== 3/5 latent action model: tiny preset on CPU (~2-3 min) ==")
-    train("lam", data_dir, max_steps)
+    train_episodes = len(store.split_episodes("train"))
+    if labelled_episodes:
+        n = min(labelled_episodes, train_episodes)
+        print(
+            f"== 3/5 latent action model: tiny preset on CPU, few-label mode (~4-5 min): the true actions of "
+            f"{n} of {train_episodes} training episodes tie the codes to up / down / stay, because "
+            "unsupervised codes do not mean the controls (~0.5 on identifiable steps, docs/lam.md); "
+            "LABELS=0 trains it without labels =="
+        )
+        train("lam", data_dir, max_steps, "--label_fraction", str(n / train_episodes))
+    else:
+        print("== 3/5 latent action model: tiny preset on CPU, unsupervised (LABELS=0) (~2-3 min) ==")
+        train("lam", data_dir, max_steps, "--label_fraction", "0")
     reports = sorted(Path("evaluations/lam").glob("visual_eval_step_*.json"), key=_mtime)
     if reports:
-        m = json.loads(reports[-1].read_text())["metrics"]  # Pong from ALE: true actions are there
+        report = json.loads(reports[-1].read_text())
+        m = report["metrics"]  # Pong from ALE: true actions are there
+        labels = report.get("supervision", {})
+        mode = (
+            f"few-label mode, {len(labels['episodes'])} labelled training episode(s), "
+            f"{labels['share_of_train_frames']:.1%} of the training frames"
+            if labels.get("episodes")
+            else "unsupervised"
+        )
         usage = " / ".join(f"{v:.2f}" for k, v in m.items() if k.startswith("val/usage_"))
         print(
-            f"LAM validation: movement accuracy on identifiable steps {m['val/move_acc_identifiable']:.3f} "
+            f"LAM validation ({mode}): movement accuracy on identifiable steps "
+            f"{m['val/move_acc_identifiable']:.3f} "
             f"(chance {m['val/move_majority_identifiable']:.3f}), NMI {m['val/move_nmi_identifiable']:.3f}; "
             f"code usage {usage}; next-frame PSNR {m['val/psnr']:.2f} dB, on changed pixels "
             f"{m['val/psnr_changed']:.2f} dB ({m['val/action_gain_db']:+.2f} dB over shuffled actions)"
@@ -62,6 +86,16 @@ def demo(data_dir: Path, max_steps: int | None) -> None:
             f"{m[f'val/rollout_psnr_t{last}']:.2f}); ΔtPSNR@{h} {with_error(m, f'val/delta_psnr_t{h}')} dB, "
             f"on moving pixels {with_error(m, f'val/delta_psnr_moving_t{h}')} dB (± s.e. over clips)"
         )
+        play = [
+            f"{name} {m[f'play/{name}_one_t1000']:.0%} ({m[f'play/{name}_many_t1000']:.0%} doubled; real "
+            f"{m[f'play/{name}_one_real']:.0%})"
+            for name in ("agent_paddle", "opponent_paddle", "ball")
+            if f"play/{name}_one_t1000" in m
+        ]
+        if play:
+            print(
+                "long play (frames 257-1000 of 1,000 with held random keys): exactly one " + ", ".join(play)
+            )
         print(f"videos and JSON: {reports[-1].parent}/")
     print("== 5/5 report (and how well the keys control the paddle) ==")
     if genie(["report", "--runs", str(tokenizer), str(lam), str(dynamics)]) != 0:
@@ -106,8 +140,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", type=Path, default=Path("data"))
     p.add_argument("--max_steps", type=int, help="shorten training (for a quick look)")
+    p.add_argument(
+        "--labelled_episodes",
+        type=int,
+        default=1,
+        help="training episodes whose true actions the LAM may use (0: unsupervised; default 1)",
+    )
     a = p.parse_args()
-    return run(lambda: demo(a.data_dir, a.max_steps))
+    return run(lambda: demo(a.data_dir, a.max_steps, a.labelled_episodes))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_video_datasets_have_frames_only(tmp_path: Path) -> None:
             w.append(np.zeros((5, 4, 4, 3), np.uint8))
             w.end_episode()
         root = w.commit({"source": "video"})
-    assert set(ClipDataset(root, "train", clip_len=5)[0]) == {"frames"}
+    assert set(ClipDataset(root, "train", clip_len=5)[0]) == {"frames", "episode"}
 
 
 def test_float_boundary_round_trips() -> None:

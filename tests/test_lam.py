@@ -18,6 +18,7 @@ from genie.evaluation.action_metrics import (
     agreement,
     best_mapping_accuracy,
     confusion_matrix,
+    linear_probe_accuracy,
     normalized_mutual_info,
 )
 from genie.models.lam import LatentActionModel
@@ -176,6 +177,17 @@ def test_metrics_fewer_codes_than_labels_leave_labels_unmatched():
     assert accuracy == 0.5 and len(mapping) == 2
 
 
+def test_linear_probe_reads_what_the_features_hold_on_held_out_groups():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    groups = np.repeat(np.arange(6), 100)
+    informative = np.eye(3)[labels] + 0.3 * rng.standard_normal((600, 3))
+    noise = rng.standard_normal((600, 8))
+    assert linear_probe_accuracy(np.hstack([informative, noise]), labels, groups, 3) > 0.9
+    assert linear_probe_accuracy(noise, labels, groups, 3) < 0.45  # chance ~1/3
+    assert np.isnan(linear_probe_accuracy(noise, labels, np.zeros(600), 3))  # one group: nothing held out
+
+
 def test_metrics_random_codes_score_near_chance():
     rng = np.random.default_rng(0)
     true = rng.integers(0, 3, 6000)
@@ -197,6 +209,8 @@ def test_untrained_lam_scores_near_chance_on_real_pong(store):
     assert metrics["val/move_nmi_identifiable"] < 0.1
     for key in ("val/psnr", "val/psnr_changed", "val/action_gain_db", "val/usage_0", "val/action_std"):
         assert np.isfinite(metrics[key]), key
+    # the linear probe needs two validation episodes (fitted on one half, scored on the other); this has one
+    assert len(store.split_episodes("val")) == 1 and "val/probe_acc_identifiable" not in metrics
 
 
 # --- the stage ---

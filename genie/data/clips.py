@@ -27,8 +27,8 @@ class ClipDataset(Dataset):
     """Every clip start s of a split's episodes with s + clip_len <= episode end, every `stride` frames.
 
     `episodes`, when given, keeps only those episodes of the split.
-    Items: {"frames": uint8 [T, 3, H, W]} plus, when the dataset has them, {"actions": int64 [T-1]}
-    (action i moved frame i to frame i+1) and {"identifiable": bool [T-1]}.
+    Items: {"frames": uint8 [T, 3, H, W], "episode": int64 []} plus, when the dataset has them,
+    {"actions": int64 [T-1]} (action i moved frame i to frame i+1) and {"identifiable": bool [T-1]}.
     The memmaps are reopened lazily in each DataLoader worker (and are never pickled).
     """
 
@@ -63,6 +63,7 @@ class ClipDataset(Dataset):
         self.num_frames_in_split = int(lengths.sum())
         starts = [np.arange(s, e - clip_len + 1, stride) for s, e in episodes]
         self.starts = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+        self.episode_ids = np.repeat(np.asarray(ids, np.int64), [len(s) for s in starts])
         if len(self.starts) == 0:
             raise GenieError(
                 f"dataset {store.name} has no {split} episode of at least {clip_len} frames (the clip "
@@ -84,7 +85,7 @@ class ClipDataset(Dataset):
         s = int(self.starts[index])
         store, t = self.store, self.clip_len
         frames = np.array(store.frames[s : s + t].transpose(0, 3, 1, 2), order="C")  # (T, 3, H, W), one copy
-        item = {"frames": torch.from_numpy(frames)}
+        item = {"frames": torch.from_numpy(frames), "episode": torch.tensor(int(self.episode_ids[index]))}
         if store.actions is not None:
             item["actions"] = torch.from_numpy(np.array(store.actions[s : s + t - 1]))
         if store.identifiable is not None:

@@ -9,6 +9,8 @@ feeds training or checkpoint selection.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 
@@ -74,3 +76,32 @@ def agreement(pred: np.ndarray, true: np.ndarray, num_pred: int, num_true: int) 
         "nmi": normalized_mutual_info(confusion),
         "majority": majority_share(true),
     }
+
+
+def linear_probe_accuracy(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, num_classes: int, l2: float = 1e-3
+) -> float:
+    """How much of the labels a linear map of the features recovers, on held-out groups: a multinomial
+    logistic regression fitted on the transitions of the first half of the groups (episodes, sorted) and
+    scored on the rest. It separates "the latent does not hold the action" (low) from "it holds it, but
+    the codes split it wrongly" (high probe, low code accuracy). NaN with fewer than two groups."""
+    names = np.unique(groups)
+    if len(names) < 2 or len(labels) == 0:
+        return float("nan")
+    fit = np.isin(groups, names[: len(names) // 2])
+    x = torch.as_tensor(features, dtype=torch.float64)
+    x = (x - x[fit].mean(0)) / x[fit].std(0).clamp_min(1e-8)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    w = torch.zeros(x.shape[1] + 1, num_classes, dtype=torch.float64, requires_grad=True)
+    xb = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(xb[fit] @ w, y[fit]) + l2 * w[:-1].square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(((xb[~fit] @ w).argmax(1) == y[~fit]).double().mean())

@@ -32,7 +32,7 @@ from genie.data.actions import class_ids, class_representatives
 from genie.data.clips import ClipDataset, spread
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
-from genie.evaluation.action_metrics import agreement
+from genie.evaluation.action_metrics import agreement, linear_probe_accuracy
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
@@ -139,7 +139,7 @@ class LamStage:
         Sums are reduced and per-transition codes gathered over ranks before any metric is computed."""
         gen = torch.Generator().manual_seed(0)  # the same shuffle at every validation
         sums = {"psnr": 0.0, "frames": 0.0, "changed_px": 0.0, "model": 0.0, "shuffled": 0.0, "copy": 0.0}
-        codes, latents, actions, identifiable = [], [], [], []
+        codes, latents, actions, identifiable, episodes = [], [], [], [], []
         for batch in batches:
             x = to_float(batch["frames"])
             out = model(x)
@@ -162,9 +162,12 @@ class LamStage:
                 actions.append(batch["actions"].flatten().cpu())
             if "identifiable" in batch:
                 identifiable.append(batch["identifiable"].flatten().cpu())
+            if "episode" in batch:  # per transition, for the linear probe's split by episode
+                episodes.append(batch["episode"][:, None].expand(out.actions.shape).flatten().cpu())
         sums = rt.all_sum(sums)
         code, latent = rt.cat(codes).long(), rt.cat(latents)
         action, ident = rt.cat(actions).long(), rt.cat(identifiable).bool()
+        episode = rt.cat(episodes).long()
         if sums["frames"] == 0:
             return {}, {}
         metrics: dict[str, float] = {"val/psnr": sums["psnr"] / sums["frames"]}
@@ -185,6 +188,14 @@ class LamStage:
         details: dict[str, Any] = {}
         if action.numel():
             details = self._agreement(code.numpy(), action.numpy(), ident.numpy() if ident.numel() else None)
+            if episode.numel() and ident.numel() and self.class_names is not None:
+                keep = ident.numpy() & (action.numpy() >= 0)
+                move = class_ids(action.numpy()[keep], self.store.movement_classes)
+                probe = linear_probe_accuracy(
+                    latent.numpy()[keep], move, episode.numpy()[keep], len(self.class_names)
+                )
+                if np.isfinite(probe):  # it needs two validation episodes
+                    metrics["val/probe_acc_identifiable"] = probe
             for name, part in details.items():  # "move_identifiable" -> val/move_acc_identifiable, ...
                 base, _, subset = name.partition("_")
                 suffix = f"_{subset}" if subset else ""
