@@ -1,7 +1,7 @@
 """Measure a trained world at several classifier-free guidance weights: control, ΔtPSNR, play speed.
 
     python experiments/world_measures.py checkpoints/dynamics/run_X --guidance 1 1.5 2 3 \
-        --out experiments/results/run_X.json [--long_play]
+        --out experiments/results/run_X.json [--long_play] [--steps N] [--temperature T]
 
 For each weight: the control measure of `genie report` (64 held-out prompts, 4 held steps of "up" and of
 "down"), ΔtPSNR over 256 validation clips (the final evaluation's clips) with its standard error, and
@@ -61,20 +61,23 @@ def main() -> None:
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--long_play", action="store_true", help="also the 1,000-frame object counts")
+    p.add_argument("--steps", type=int, help="MaskGIT rounds (default: the run's)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the run's)")
     a = p.parse_args()
-    results: dict = {"run": str(a.run), "by_guidance": {}}
+    results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "by_guidance": {}}
     for w in a.guidance:
-        models = WorldModels.load(a.run, guidance=w)
+        models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
         row |= delta_psnr(models)
         if a.long_play:
             row |= models.stage._long_play(models.dynamics)
         results["by_guidance"][str(w)] = row
-        c = row["control"] or {}
+        c, nan = row["control"] or {}, float("nan")
         print(
-            f"guidance {w}: control up {c.get('up_rate', float('nan')):.0%} down "
-            f"{c.get('down_rate', float('nan')):.0%}; ΔtPSNR@4 {row.get('val/delta_psnr_t4', float('nan')):+.3f}"
-            f" ± {row.get('val/delta_psnr_t4_se', float('nan')):.3f}; play {row['play_fps']:.1f} frames/s",
+            f"guidance {w}: control up {c.get('up_rate', nan):.0%} down {c.get('down_rate', nan):.0%}; "
+            f"ΔtPSNR@4 {row.get('val/delta_psnr_t4', nan):+.3f} "
+            f"± {row.get('val/delta_psnr_t4_se', nan):.3f}; "
+            f"play {row['play_fps']:.1f} frames/s",
             flush=True,
         )
         a.out.parent.mkdir(parents=True, exist_ok=True)
