@@ -61,6 +61,10 @@ def main() -> None:
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--long_play", action="store_true", help="also the 1,000-frame object counts")
+    p.add_argument(
+        "--play_frames", type=int, help="long play of this many frames instead (implies --long_play)"
+    )
+    p.add_argument("--no_delta", action="store_true", help="skip ΔtPSNR (256 rollouts)")
     p.add_argument("--steps", type=int, help="MaskGIT rounds (default: the run's)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the run's)")
     a = p.parse_args()
@@ -68,8 +72,12 @@ def main() -> None:
     for w in a.guidance:
         models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
-        row |= delta_psnr(models)
-        if a.long_play:
+        if not a.no_delta:
+            row |= delta_psnr(models)
+        if a.long_play or a.play_frames:
+            models.stage.sampling = models.sampling
+            if a.play_frames:
+                models.stage.config.training.eval_play_frames = a.play_frames
             row |= models.stage._long_play(models.dynamics)
         results["by_guidance"][str(w)] = row
         c, nan = row["control"] or {}, float("nan")
