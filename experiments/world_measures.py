@@ -67,10 +67,12 @@ def main() -> None:
     p.add_argument("--no_delta", action="store_true", help="skip ΔtPSNR (256 rollouts)")
     p.add_argument("--steps", type=int, help="MaskGIT rounds (default: the run's)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the run's)")
+    p.add_argument("--top_p", type=float, help="nucleus sampling mass (default: the run's)")
     a = p.parse_args()
-    results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "by_guidance": {}}
+    results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "top_p": a.top_p}
+    results["by_guidance"] = {}
     for w in a.guidance:
-        models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature)
+        models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature, top_p=a.top_p)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
         if not a.no_delta:
             row |= delta_psnr(models)

@@ -166,6 +166,16 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+def _nucleus_mass(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
 def _load_world(args: argparse.Namespace):
     from genie.training.runtime import resolve_device
     from genie.world import WorldModels
@@ -177,6 +187,7 @@ def _load_world(args: argparse.Namespace):
         steps=args.steps,
         temperature=args.temperature,
         guidance=args.guidance,
+        top_p=args.top_p,
     )
 
 
@@ -281,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance",
         type=_nonnegative_float,
         help="classifier-free guidance on the action (1 = off; default: the config's)",
+    )
+    p.add_argument(
+        "--top_p", type=_nucleus_mass, help="nucleus sampling mass (1 = off; default: the config's)"
     )
     p.add_argument(
         "--prompt", type=Path, help="an image or video file to start from (default: held-out data)"

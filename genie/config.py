@@ -305,6 +305,7 @@ class InferenceConfig:
     # classifier-free guidance on the action: logits = uncond + guidance * (cond - uncond); 1 = off.
     # Needs a model trained with training.action_dropout > 0 (its "no action" branch).
     guidance: float = 1.0
+    top_p: float = 1.0  # nucleus sampling: each token among its likeliest ones holding this mass; 1 = off
 
     def __post_init__(self) -> None:
         if self.maskgit_steps < 1:
@@ -313,6 +314,8 @@ class InferenceConfig:
             raise ValueError(f"temperature {self.temperature}: expected a finite number >= 0")
         if not 0 <= self.guidance < float("inf"):
             raise ValueError(f"guidance {self.guidance}: expected a finite number >= 0 (1 = off)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p {self.top_p}: expected a number in (0, 1] (1 = off)")
         if self.sampling not in ("random", "greedy"):
             raise ValueError(f"sampling {self.sampling!r}: expected random or greedy")
         if self.schedule not in ("cosine", "linear"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genie.config import TransformerConfig
-from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig
+from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig, nucleus
 
 V, A, N = 16, 3, 6
 
@@ -213,3 +213,24 @@ def test_guidance_pushes_toward_the_action(model):
 def test_bad_guidance(guidance):
     with pytest.raises(ValueError):
         SamplingConfig(guidance=guidance)
+
+
+def test_nucleus_keeps_the_likeliest_tokens_holding_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = nucleus(logits, 0.7).isfinite()
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.7
+    assert nucleus(logits, 1.0).isfinite().all() and nucleus(logits, 0.01).isfinite().sum() == 1
+    shuffled = logits[:, [2, 0, 3, 1]]  # the set follows the probabilities, not the positions
+    assert nucleus(shuffled, 0.7).isfinite().tolist() == [[False, True, False, True]]
+
+
+def test_a_tiny_nucleus_samples_the_argmax(model):
+    tokens, actions = clip(T=3)
+    none = torch.full((2,), A)
+    frames = []
+    for sampling in (SamplingConfig(1, 1.0, top_p=1e-6), SamplingConfig(1, 0.0)):
+        cache = FrameCache(8)
+        model.observe(tokens[:, 0], none, cache)
+        model.observe(tokens[:, 1], actions[:, 0], cache)
+        frames.append(model.sample_next(actions[:, 1], cache, sampling, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(frames[0], frames[1])

@@ -180,6 +180,7 @@ class DynamicsStage:
             0.0 if inf.sampling == "greedy" else inf.temperature,
             inf.schedule,
             inf.guidance,
+            inf.top_p,
         )
         if inf.guidance != 1.0 and config.training.action_dropout == 0:
             raise GenieError(

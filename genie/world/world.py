@@ -50,6 +50,7 @@ class WorldModels:
         steps: int | None = None,
         temperature: float | None = None,
         guidance: float | None = None,
+        top_p: float | None = None,
     ) -> WorldModels:
         """A dynamics checkpoint (or run directory: its best) and the upstream checkpoints it records."""
         from genie.stages.registry import stage_from_checkpoint
@@ -67,6 +68,7 @@ class WorldModels:
             s.temperature if temperature is None else temperature,
             s.schedule,
             s.guidance if guidance is None else guidance,
+            s.top_p if top_p is None else top_p,
         )
         return cls(stage, model, sampling, action_map(stage), str(ckpt["path"]))
 
