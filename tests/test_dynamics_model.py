@@ -68,7 +68,8 @@ def test_sliding_window_equals_forward_on_the_last_frames():
     """
     torch.manual_seed(0)
     cfg = TransformerConfig(num_layers=1, d_model=32, num_heads=4, qk_normalization=True)
-    model = woken(DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N)).eval()
+    model = woken(DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=True))
+    model = model.eval()
     tokens, actions = clip(T=7)
     W = 3
     cache = FrameCache(window=W)
@@ -146,8 +147,8 @@ def test_pending_frame_pass_equals_caching_each_frame_first(model, window):
 
 def test_the_action_reaches_every_block_only_when_asked():
     cfg = TransformerConfig(num_layers=2, d_model=32, num_heads=4)
-    every = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N)
-    plain = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=False)
+    every = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=True)
+    plain = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N)
     assert all(b.modulation is not None for b in every.transformer.blocks)
     assert all(b.modulation is None for b in plain.transformer.blocks)
     # zero-initialised: at init the conditioned model computes what the plain one does with its weights

@@ -74,7 +74,7 @@ class DynamicsModel(nn.Module):
         vocab_size: int,
         num_actions: int,
         num_patches: int,
-        action_every_block: bool = True,
+        action_every_block: bool = False,
         checkpointing: bool = False,
     ) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from genie.config import checkpoint_config
+from genie.config import config_from_dict
 from genie.data.store import EpisodeStore, ensure_dataset
 from genie.errors import GenieError
 from genie.stages.dynamics import DynamicsStage
@@ -34,7 +34,7 @@ def stage_from_checkpoint(
     """Load a checkpoint (file or run dir -> best), rebuild its stage and model, on `device`, in eval mode."""
     ckpt = load_checkpoint(path, stage=name)
     cls = stage_class(name)
-    config = checkpoint_config(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
+    config = config_from_dict(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
     if dataset is not None:
         store = open_dataset_for(config, data_dir or Path("data"), dataset)
     else:
@@ -71,7 +71,7 @@ def model_from_checkpoint(name: str, path: Path, device: torch.device) -> tuple[
     """Just the model of a tokenizer or LAM checkpoint (no dataset needed), in eval mode."""
     ckpt = load_checkpoint(path, stage=name)
     cls = stage_class(name)
-    config = checkpoint_config(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
+    config = config_from_dict(cls.config_cls, ckpt["config"], f"{ckpt['path']} (config)")
     model = cls.build_model(config)
     load_model_state(model, ckpt["model"], ckpt["path"])
     return model.to(device).eval(), ckpt

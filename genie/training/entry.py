@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from genie.config import checkpoint_config, load_config
+from genie.config import config_from_dict, load_config
 from genie.data.clips import ClipDataset
 from genie.errors import GenieError
 from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint, upstream_paths
@@ -21,7 +21,7 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
     resume = None
     if args.resume is not None:
         resume = load_checkpoint(resolve_checkpoint(args.resume, prefer="latest"), stage=stage_name)
-        config = checkpoint_config(cls.config_cls, resume["config"], f"{resume['path']} (config)")
+        config = config_from_dict(cls.config_cls, resume["config"], f"{resume['path']} (config)")
         print(f"resuming {resume['path']} at step {resume['step']} with the run's own config")
     elif args.config is None:
         raise GenieError(
