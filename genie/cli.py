@@ -28,24 +28,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
+def _number_in(accept: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse type: a float that `accept`s, else 'expected <expected>, got ...'."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
+_fraction = _number_in(lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+_unit_interval = _number_in(lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_nonnegative_float = _number_in(lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+_nucleus_mass = _number_in(lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def add_resolution_args(p: argparse.ArgumentParser) -> None:
@@ -154,26 +155,6 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     from genie.evaluation.curves import plot_run
 
     print(plot_run(args.run_dir))
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
-    return value
-
-
-def _nucleus_mass(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
 
 
 def _load_world(args: argparse.Namespace):
