@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genie.errors import GenieError
+from genie.training.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
     from genie.world import WorldModels
@@ -40,10 +41,8 @@ def stage_of(run: Path) -> str:
     if run.parent.name in STAGES:
         return run.parent.name
     ckpt = next(iter(sorted(run.glob("checkpoint_step_*.pt"))), None)
-    if ckpt is not None:
-        import torch
-
-        return str(torch.load(ckpt, map_location="cpu", weights_only=False).get("stage"))
+    if ckpt is not None:  # loaded as data, like every checkpoint (a crafted file must not run code)
+        return str(load_checkpoint(ckpt)["stage"])
     raise GenieError(f"{run} is not a run directory of a stage (expected checkpoints/<stage>/run_*)")
 
 

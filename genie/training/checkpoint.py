@@ -87,6 +87,10 @@ def resolve_checkpoint(path: Path, *, prefer: str = "best") -> Path:
     return found[-1][1]
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)[:120]
+
+
 def load_checkpoint(
     path: Path, *, stage: str | None = None, map_location: str | torch.device = "cpu"
 ) -> dict:
@@ -94,10 +98,18 @@ def load_checkpoint(
     path = resolve_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise GenieError(
+                f"checkpoint {path} is not readable (corrupt or truncated?): {_first_line(e)}"
+            ) from None
+        raise GenieError(  # torch's weights_only unpickler met a Python object that is not plain data
+            f"checkpoint {path} holds Python objects, not only tensors and plain data: refused, since "
+            "loading it could run code (genie checkpoints never hold any)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise GenieError(
-            f"checkpoint {path} is not readable (corrupt or truncated?): {first[:120]}"
+            f"checkpoint {path} is not readable (corrupt or truncated?): {_first_line(e)}"
         ) from None
     if not isinstance(state, dict) or "stage" not in state or "model" not in state:
         raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")

@@ -1,0 +1,93 @@
+"""A checkpoint is data on every path: a crafted pickle that would run code is refused in one line, by every
+command and API that reads checkpoints, and the code it carries never runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from genie.cli import main
+from genie.errors import GenieError
+
+
+class _Planted:
+    """Unpickling this calls open(marker, "w"): with code execution allowed, the marker file appears."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, upstream: dict[str, Path]) -> tuple[Path, Path]:
+    """A run directory (not under a folder named after a stage) whose checkpoint plants a marker."""
+    run = tmp_path / "handed_to_me"
+    shutil.copytree(upstream["tokenizer"], run)
+    marker = tmp_path / "code_ran"
+    for path in run.glob("checkpoint_step_*.pt"):
+        state = torch.load(path, weights_only=True)
+        state["model"]["payload"] = _Planted(marker)
+        torch.save(state, path)
+    return run, marker
+
+
+def _one_line_refusal(capsys, run: Path) -> None:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "could run code" in err and str(run) in err, err
+
+
+def test_every_command_refuses_a_checkpoint_that_would_run_code(
+    hostile, tmp_path, capsys, pong_dataset, upstream
+) -> None:
+    run, marker = hostile
+    (ckpt,) = sorted(run.glob("checkpoint_step_*.pt"))[-1:]
+    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name, "--quiet"]
+    commands = [
+        ["train", "tokenizer", "--resume", str(run), *data],
+        ["train", "dynamics", "--config", "configs/tiny/dynamics.yaml", "--tokenizer_path", str(ckpt)]
+        + ["--lam_path", str(upstream["lam"]), "--output_dir", str(tmp_path / "ck"), *data],
+        ["eval", "tokenizer", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev")],
+        ["play", "--checkpoint", str(ckpt), "--no_browser"],
+        ["report", "--runs", str(run), "--out", str(tmp_path / "report"), "--no_gif"],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        _one_line_refusal(capsys, run)
+    assert not marker.exists()
+    assert not (tmp_path / "ck").exists()  # refused before a run directory was made
+
+
+def test_the_python_entry_points_refuse_it_too(hostile) -> None:
+    from genie.training.checkpoint import load_checkpoint
+    from genie.world import WorldModels
+    from genie.world.env import WorldEnv
+
+    run, marker = hostile
+    for load in (load_checkpoint, WorldModels.load, WorldEnv):
+        with pytest.raises(GenieError, match="could run code"):
+            load(run)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_are_one_line_each(tmp_path, upstream) -> None:
+    from genie.training.checkpoint import load_checkpoint
+
+    (ckpt,) = sorted(upstream["tokenizer"].glob("checkpoint_step_*.pt"))[-1:]
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(GenieError, match="corrupt or truncated"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(GenieError, match="not a genie checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(GenieError, match="is a tokenizer checkpoint, expected a lam"):
+        load_checkpoint(ckpt, stage="lam")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(GenieError, match="holds no checkpoint"):
+        load_checkpoint(tmp_path / "empty_run")
