@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from genie.errors import GenieError
+from genie.errors import GenieError, Stopped
 
 STAGES = ("tokenizer", "lam", "dynamics")
 
@@ -308,6 +308,9 @@ def run(handler: Callable[[], None]) -> int:
     """Run a command; bad input becomes one line on stderr and exit code 2."""
     try:
         handler()
+    except Stopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_code
     except GenieError as e:
         rank = int(os.environ.get("RANK", "0"))  # under torchrun, say which process failed
         print(f"error{f' (rank {rank})' if rank else ''}: {e}", file=sys.stderr)

@@ -8,3 +8,11 @@ class GenieError(Exception):
 
     The message is shown as a single line; it names the thing that is wrong and what was expected.
     """
+
+
+class Stopped(GenieError):
+    """A run stopped on a signal (SIGTERM, Ctrl-C) after saving its current step; exits 128 + signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -212,6 +212,17 @@ def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path, c
     assert list((tmp_path / "ev2" / "tokenizer").glob("comparison_checkpoint_step_*.json"))
 
 
+def test_saving_before_the_first_log_row_keeps_the_run(pong_dataset, tmp_path):
+    """save_every < log_every: the first saves come before any metrics row (no curve to draw yet)."""
+    config = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=3, save_every=1, log_every=3)
+    args = ["--config", str(config), "--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
+    assert (
+        main(["train", "tokenizer", *args, "--output_dir", str(tmp_path / "ck"), "--no_eval", "--quiet"]) == 0
+    )
+    (run,) = (tmp_path / "ck" / "tokenizer").iterdir()
+    assert [s for s, _ in list_checkpoints(run)] == [1, 2, 3] and (run / "loss_curve.png").is_file()
+
+
 @pytest.mark.parametrize(
     ("training", "model", "expected"),
     [

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from genie.config import TrainingConfig, config_to_dict
 from genie.data.clips import spread
-from genie.errors import GenieError
+from genie.errors import GenieError, Stopped
 from genie.progress import progress_bar
 from genie.training.checkpoint import (
     FORMAT_VERSION,
@@ -116,6 +118,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.dtype == torch.float16)
         self.step = 0
         self.best: dict | None = None
+        self.resumed = resume is not None
+        self.val_step: int | None = None  # the step the latest validation metrics were measured at
+        self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save this step, then stop
         if resume is not None:
             if resume.get("format_version", 1) >= 2:  # keyed by parameter name: any world size
                 rt.load_optimizer_state(self.model, self.optimizer, resume["optimizer"])
@@ -133,6 +138,8 @@ class Trainer:
             _set_rng_state(resume["rng"])  # rank 0's; ranks are told apart below
             self.run_dir = Path(resume["path"]).parent
             self.best = read_best(self.run_dir)
+            if rt.is_main:
+                self._tidy_after_crash(resume)
         else:
             self.run_dir = Path(str(rt.broadcast(str(new_run_dir(run_root)) if rt.is_main else None)))
 
@@ -194,12 +201,21 @@ class Trainer:
                 "rng": _rng_state(),
                 "config": config_to_dict(self.config),
                 "val": val or {},
+                "val_step": self.val_step,
                 "micro_batch": self.micro,  # clips per forward pass: what `genie eval` may put on one device
                 **self.stage.checkpoint_extras(),
             }
             save_atomic(state, path)
             self._prune()
         return path
+
+    def _tidy_after_crash(self, resume: dict) -> None:
+        """A run killed mid-save leaves a temp file; one killed between its checkpoint and best.json leaves
+        best.json behind the checkpoint it resumes from: remove the first, bring the second up to date."""
+        for tmp in self.run_dir.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if resume.get("val_step") == self.step and resume.get("val") and self._update_best(resume["val"]):
+            write_text_atomic(self.run_dir / "best.json", _json(self.best))
 
     def _prune(self) -> None:
         keep = self.cfg.keep_checkpoints
@@ -263,7 +279,7 @@ class Trainer:
 
     def train(self) -> RunResult:
         cfg, rt = self.cfg, self.rt
-        log = MetricsLog(self.run_dir) if rt.is_main else None
+        log = MetricsLog(self.run_dir, self.step if self.resumed else None) if rt.is_main else None
         if rt.is_main:
             write_config(self.run_dir, config_to_dict(self.config))
         bar = progress_bar(
@@ -279,6 +295,7 @@ class Trainer:
         val: dict[str, float] = {}
         t_log, steps_since_log = time.perf_counter(), 0
         self.model.train()
+        restore_signals = self._catch_stop_signals()
         try:
             while self.step < cfg.max_steps:
                 totals, grad_norm = self.train_step(data)
@@ -315,6 +332,7 @@ class Trainer:
                 new_best = False
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                     val = self.validate()
+                    self.val_step = self.step
                     new_best = self._update_best(val)
                     if rt.is_main:
                         log.log(val, self.step)
@@ -330,15 +348,49 @@ class Trainer:
                     last_ckpt = self.save(val)
                     if new_best and rt.is_main:
                         write_text_atomic(self.run_dir / "best.json", _json(self.best))
-                    if rt.is_main:
+                    if rt.is_main and log.has_rows:  # none yet when save_every < log_every
                         from genie.evaluation.curves import plot_run
 
                         plot_run(self.run_dir)
+                if rt.any(self.stop_signal is not None):
+                    self._stop(last_ckpt, val)
         finally:
+            restore_signals()
             bar.close()
             if log is not None:
                 log.close()
         return RunResult(self.run_dir, self.step, last_ckpt, self.best, val)
+
+    def _catch_stop_signals(self) -> Callable[[], None]:
+        """SIGTERM (a scheduler's stop) and the first Ctrl-C end the current step, save it and stop (a
+        second Ctrl-C interrupts at once). Returns what puts the previous handlers back."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.stop_signal = signum
+            if signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        def restore() -> None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        for s in previous:
+            signal.signal(s, request_stop)
+        return restore
+
+    def _stop(self, last_ckpt: Path, val: dict[str, float]) -> None:
+        """Every rank takes part in the save (FSDP gathers); then one line says where the run is."""
+        if last_ckpt != checkpoint_path(self.run_dir, self.step) or not last_ckpt.exists():
+            last_ckpt = self.save(val)
+        signum = self.stop_signal or signal.SIGTERM  # a rank that did not get the signal itself
+        raise Stopped(
+            f"{signal.Signals(signum).name} at step {self.step}: saved {last_ckpt}; continue with "
+            f"--resume {self.run_dir}",
+            signum,
+        )
 
 
 def _json(obj: Any) -> str:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        """resume_step: the step of the checkpoint a resumed run restarts from. Rows logged after it (the
+        steps a killed run made past its last checkpoint, about to be made again) and a line cut by the
+        kill are dropped first, so every step appears once."""
         self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.is_file():
+            kept = [row for row in read_metrics(run_dir) if row.get("step", 0) <= resume_step]
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            os.replace(tmp, self.path)
+        self.has_rows = self.path.is_file() and self.path.stat().st_size > 0
         self._file = self.path.open("a", buffering=1)  # line-buffered: a crash loses at most one line
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -21,6 +31,7 @@ class MetricsLog:
     def log(self, metrics: dict[str, float], step: int) -> None:
         row = {"step": step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}}
         self._file.write(json.dumps(row) + "\n")
+        self.has_rows = True
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, v, step)
@@ -38,7 +49,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     rows = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a crash
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
     return rows

@@ -203,6 +203,8 @@ class Runtime:
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on any (so all ranks stop together)."""
+        if not self.distributed:
+            return flag
         return bool(self.sum_tensor(torch.tensor([float(flag)], device=self.device)).item())
 
     def cat(self, tensors: list[Tensor]) -> Tensor:
