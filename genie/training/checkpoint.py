@@ -99,7 +99,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
+        if "Unsupported global" not in str(e):  # torch names the callable a crafted file would call
             raise GenieError(
                 f"checkpoint {path} is not readable (corrupt or truncated?): {_first_line(e)}"
             ) from None
