@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -298,6 +299,28 @@ def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
     assert "play.gif" in page and "loss_curve.png" in page
     with Image.open(out / "assets" / "play.gif") as gif:
         assert gif.n_frames == summary["play"]["frames"]
+
+
+def test_report_replaces_only_its_own_assets_and_only_when_it_succeeds(
+    upstream, dynamics_run, tmp_path, capsys
+):
+    out = tmp_path / "report"
+    (out / "assets").mkdir(parents=True)
+    (out / "assets" / "thesis.pdf").write_bytes(b"mine")
+    report = ["report", "--runs", str(upstream["tokenizer"]), "--out", str(out), "--no_gif"]
+    assert main(report) == 2
+    assert "did not write" in capsys.readouterr().err and (out / "assets" / "thesis.pdf").is_file()
+    (out / "assets" / "thesis.pdf").unlink()
+    assert main(report) == 0
+    first = sorted(p.name for p in (out / "assets").iterdir())
+    assert "tokenizer_loss_curve.png" in first
+    # a report that fails (a dynamics run with no checkpoint yet) leaves the last good one as it was
+    empty = tmp_path / "dynamics" / "run_x"
+    empty.mkdir(parents=True)
+    shutil.copy(dynamics_run / "metrics.jsonl", empty)
+    assert main(["report", "--runs", str(upstream["tokenizer"]), str(empty), "--out", str(out)]) == 2
+    assert sorted(p.name for p in (out / "assets").iterdir()) == first
+    assert [p.name for p in out.iterdir() if p.name.startswith(".assets")] == []
 
 
 def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, monkeypatch):

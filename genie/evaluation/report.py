@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ EVAL_GLOBS = {
     "lam": "lam/visual_eval_step_*.json",
     "dynamics": "dynamics/dynamics_comparison_step_*.json",
 }
+ASSETS_MARK = ".written_by_genie_report"
 PLAY_SCRIPT = [("up", 12), ("stay", 6), ("down", 12), ("stay", 6), ("up", 8), ("down", 8)]  # 52 frames
 
 
@@ -207,10 +210,44 @@ def write_report(
         chosen = {s: r for s in STAGES if (r := latest_run(checkpoints, s)) is not None}
     if not chosen:
         raise GenieError(f"no runs found under {checkpoints}/<stage>/ (train a stage first)")
+    final_assets = out / "assets"
+    if final_assets.exists() and not _written_by_report(final_assets):
+        raise GenieError(
+            f"{final_assets} holds files genie report did not write, which it would replace: "
+            "choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    assets = out / "assets"
-    shutil.rmtree(assets, ignore_errors=True)
-    assets.mkdir()
+    assets = Path(tempfile.mkdtemp(prefix=".assets.", dir=out))  # swapped in only when the page is done
+    try:
+        page, summary = _build(out, assets, chosen, eval_dir, gif)
+        (assets / ASSETS_MARK).touch()
+        old = out / f".assets.old.{os.getpid()}"
+        if final_assets.exists():
+            final_assets.rename(old)
+        assets.rename(final_assets)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(assets, ignore_errors=True)
+    for name, text in (("report.json", json.dumps(summary, indent=2) + "\n"), ("report.html", page)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    return out / "report.html"
+
+
+def _written_by_report(assets: Path) -> bool:
+    """A folder this command made: its mark, or (reports written before the mark) only names it gives."""
+    if not assets.is_dir():
+        return False
+    if (assets / ASSETS_MARK).is_file():
+        return True
+    return all(p.is_file() and (p.name == "play.gif" or p.name.startswith(STAGES)) for p in assets.iterdir())
+
+
+def _build(
+    out: Path, assets: Path, chosen: dict[str, Path], eval_dir: Path, gif: bool
+) -> tuple[str, dict[str, Any]]:
+    """The page and its summary, with every asset copied into `assets`."""
     summary: dict[str, Any] = {"runs": {}}
     sections = []
     for stage in STAGES:
@@ -300,8 +337,4 @@ def write_report(
         f"<!doctype html><html><head><meta charset='utf-8'><title>genie report</title><style>{style}</style>"
         f"</head><body><h1>genie report</h1>{''.join(sections)}</body></html>\n"
     )
-    for name, text in (("report.json", json.dumps(summary, indent=2) + "\n"), ("report.html", page)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
-    return out / "report.html"
+    return page, summary
