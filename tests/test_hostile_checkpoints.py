@@ -91,3 +91,38 @@ def test_truncated_and_foreign_files_are_one_line_each(tmp_path, upstream) -> No
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(GenieError, match="holds no checkpoint"):
         load_checkpoint(tmp_path / "empty_run")
+
+
+def test_a_swapped_upstream_file_is_refused_by_its_recorded_sha256(
+    dynamics_run, pong_dataset, tmp_path
+) -> None:
+    from genie.world import WorldModels
+
+    run = tmp_path / "dynamics" / "run_copy"
+    shutil.copytree(dynamics_run, run)
+    for path in run.glob("checkpoint_step_*.pt"):
+        state = torch.load(path, weights_only=True)
+        state["upstream"]["tokenizer"]["sha256"] = "0" * 64  # as if the tokenizer file had been replaced
+        torch.save(state, path)
+    with pytest.raises(GenieError, match="was trained on the tokenizer .* restore the tokenizer"):
+        WorldModels.load(run)
+    with pytest.raises(GenieError, match="was trained on the tokenizer"):
+        data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
+        main_raising(["train", "dynamics", "--resume", str(run), "--max_steps", "3", *data])
+
+
+def main_raising(argv: list[str]) -> None:
+    from genie.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+def test_a_checkpoint_near_the_filesystem_root_resolves_its_upstream_paths() -> None:
+    from genie.stages.registry import upstream_paths
+
+    recorded = {"tokenizer": {"path": "checkpoints/tokenizer/run_x/checkpoint_step_1.pt"}, "actions": "lam"}
+    assert upstream_paths(recorded, Path("/world.pt")) == {
+        "tokenizer": "checkpoints/tokenizer/run_x/checkpoint_step_1.pt",
+        "actions": "lam",
+    }

@@ -45,6 +45,8 @@ def stage_from_checkpoint(
         store = EpisodeStore.open(root)
     extra = {"upstream": upstream_paths(ckpt["upstream"], Path(ckpt["path"]))} if "upstream" in ckpt else {}
     stage = cls(config, store, device, **extra)
+    if "upstream" in ckpt:
+        check_upstream(stage.upstream, ckpt["upstream"], ckpt["path"])
     model = stage.build()
     load_model_state(model, ckpt["model"], ckpt["path"])
     return stage, model.to(device).eval(), ckpt
@@ -60,11 +62,27 @@ def upstream_paths(recorded: dict, checkpoint: Path) -> dict:
     paths = {}
     for key, value in recorded.items():
         path = value["path"] if isinstance(value, dict) else value
+        parents = checkpoint.resolve().parents
         if isinstance(value, dict) and not Path(path).exists() and not Path(path).is_absolute():
-            beside = checkpoint.resolve().parents[3] / path
+            beside = parents[3] / path if len(parents) > 3 else Path(path)
             path = str(beside) if beside.exists() else path
         paths[key] = path
     return paths
+
+
+def check_upstream(loaded: dict, recorded: dict, checkpoint: str) -> None:
+    """The upstream files a dynamics checkpoint loads must be the ones it was trained on (by sha256): a
+    retrained or swapped tokenizer would decode its tokens into other pictures, silently."""
+    for key, record in recorded.items():
+        if not isinstance(record, dict) or "sha256" not in record or key not in loaded:
+            continue
+        now = loaded[key]["sha256"]
+        if now != record["sha256"]:
+            raise GenieError(
+                f"{checkpoint} was trained on the {key} {loaded[key]['path']} with sha256 "
+                f"{record['sha256'][:12]}…, but that file now has {now[:12]}… (retrained or replaced?): "
+                f"restore the {key} it was trained on"
+            )
 
 
 def model_from_checkpoint(name: str, path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:

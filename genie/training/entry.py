@@ -9,7 +9,13 @@ from pathlib import Path
 from genie.config import config_from_dict, load_config
 from genie.data.clips import ClipDataset
 from genie.errors import GenieError
-from genie.stages.registry import open_dataset_for, stage_class, stage_from_checkpoint, upstream_paths
+from genie.stages.registry import (
+    check_upstream,
+    open_dataset_for,
+    stage_class,
+    stage_from_checkpoint,
+    upstream_paths,
+)
 from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
 from genie.training.loop import Trainer
 from genie.training.runtime import setup_runtime
@@ -57,6 +63,8 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
     try:
         store = open_dataset_for(config, args.data_dir, args.dataset)
         stage = cls(config, store, rt.device, **_stage_kwargs(stage_name, args, resume))
+        if resume is not None and "upstream" in resume:
+            check_upstream(stage.upstream, resume["upstream"], resume["path"])
         T = config.data.sequence_length
         train_set, val_set = ClipDataset(store, "train", T), ClipDataset(store, "val", T, stride=T)
         if args.output_dir is not None:
