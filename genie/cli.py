@@ -28,6 +28,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 1..65535, got {value}")
+    return value
+
+
+def _directory(text: str) -> Path:
+    """A folder that may not exist yet (it is made), but is not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return path
+
+
 def _number_in(accept: Callable[[float], bool], expected: str) -> Callable[[str], float]:
     """An argparse type: a float that `accept`s, else 'expected <expected>, got ...'."""
 
@@ -57,7 +72,7 @@ def add_resolution_args(p: argparse.ArgumentParser) -> None:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The flags of the user's training scripts; `genie train STAGE` and scripts/train_*.py share them."""
     p.add_argument("--config", type=Path, help="YAML config of this stage (not needed with --resume)")
-    p.add_argument("--data_dir", type=Path, default=Path("data"), help="folder holding datasets")
+    p.add_argument("--data_dir", type=_directory, default=Path("data"), help="folder holding datasets")
     p.add_argument(
         "--dataset", default="pong", help="dataset name under --data_dir (an ALE game is collected)"
     )
@@ -77,9 +92,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="under torchrun: ddp (a model copy per process) or fsdp (sharded, for models that do not fit)",
     )
     p.add_argument(
-        "--output_dir", type=Path, help="runs go to OUTPUT_DIR/STAGE/ (default: output.checkpoint_dir)"
+        "--output_dir", type=_directory, help="runs go to OUTPUT_DIR/STAGE/ (default: output.checkpoint_dir)"
     )
-    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"), help="where eval videos/JSON go")
+    p.add_argument(
+        "--eval_dir", type=_directory, default=Path("evaluations"), help="where eval videos/JSON go"
+    )
     p.add_argument(
         "--resume",
         type=Path,
@@ -213,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="record an ALE game (frames + true actions) into a dataset")
     p.add_argument("game", help="ALE game id, e.g. pong, breakout")
-    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--data_dir", type=_directory, default=Path("data"))
     p.add_argument("--dataset", help="dataset name (default: the game id)")
     p.add_argument("--frames", type=_positive_int, default=None, help="frames to record (default 40000)")
     p.add_argument("--episode_frames", type=_positive_int, help="cut episodes at this length (default 1000)")
@@ -234,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="import video files, PNG frames or an HDF5/NPZ array as a dataset")
     p.add_argument("path", type=Path, help="a video file, a folder of videos or PNGs, or an .h5/.npz file")
     p.add_argument("--dataset", required=True, help="dataset name to create under --data_dir")
-    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--data_dir", type=_directory, default=Path("data"))
     p.add_argument("--episode_frames", type=_positive_int, help="cut each file into episodes of this length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val_fraction", type=_fraction, default=0.1, help="share of episodes for validation")
@@ -250,18 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint or run: videos + metrics JSON")
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint file or a run directory")
-    p.add_argument("--data_dir", type=Path, default=Path("data"))
+    p.add_argument("--data_dir", type=_directory, default=Path("data"))
     p.add_argument("--dataset", help="dataset to evaluate on (default: the one the run trained on)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"))
+    p.add_argument("--eval_dir", type=_directory, default=Path("evaluations"))
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("play", help="play a trained world in the browser (local server)")
     p.add_argument("--checkpoint", type=Path, required=True, help="a dynamics checkpoint or run directory")
-    p.add_argument("--data_dir", type=Path, default=Path("data"), help="where the prompt dataset lives")
+    p.add_argument("--data_dir", type=_directory, default=Path("data"), help="where the prompt dataset lives")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument(
         "--fps",
         type=_nonnegative_float,
@@ -280,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prompt", type=Path, help="an image or video file to start from (default: held-out data)"
     )
-    p.add_argument("--record_dir", type=Path, default=Path("evaluations/play"), help="where recordings go")
+    p.add_argument(
+        "--record_dir", type=_directory, default=Path("evaluations/play"), help="where recordings go"
+    )
     p.add_argument("--no_browser", action="store_true", help="do not open a browser tab")
     p.set_defaults(func=_cmd_play)
 
@@ -291,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs", type=Path, nargs="*", help="run directories to report (default: the latest of each stage)"
     )
-    p.add_argument("--eval_dir", type=Path, default=Path("evaluations"))
+    p.add_argument("--eval_dir", type=_directory, default=Path("evaluations"))
     p.add_argument(
         "--out", type=Path, default=Path("evaluations/report"), help="folder for report.html/.json"
     )

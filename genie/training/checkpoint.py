@@ -13,7 +13,7 @@ import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import yaml
@@ -35,6 +35,31 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def lock_run(run_dir: Path) -> IO[str] | None:
+    """Hold run_dir/.lock for as long as this process trains it: a second `--resume` of the same run (or
+    one that started training into it) is refused instead of interleaving its checkpoints. The OS drops
+    the lock when the process ends, also by kill -9, so a crashed run never stays locked."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs are not guarded there
+        return None
+    handle = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise GenieError(
+            f"{run_dir} is being trained by another process (pid {holder}); wait for it or stop it"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def new_run_dir(root: Path) -> Path:

@@ -32,6 +32,7 @@ from genie.training.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_model_state,
+    lock_run,
     new_run_dir,
     read_best,
     save_atomic,
@@ -137,11 +138,13 @@ class Trainer:
                 group["lr"] = lr_at(self.step, self.cfg)  # (the saved one is stale if max_steps changed)
             _set_rng_state(resume["rng"])  # rank 0's; ranks are told apart below
             self.run_dir = Path(resume["path"]).parent
+            self.lock = lock_run(self.run_dir) if rt.is_main else None
             self.best = read_best(self.run_dir)
             if rt.is_main:
                 self._tidy_after_crash(resume)
         else:
             self.run_dir = Path(str(rt.broadcast(str(new_run_dir(run_root)) if rt.is_main else None)))
+            self.lock = lock_run(self.run_dir) if rt.is_main else None
 
         if rt.rank:  # dropout: every rank its own stream (the weights above were built from one seed)
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.step * 1_009 + rt.rank)

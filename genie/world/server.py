@@ -20,6 +20,8 @@ import asyncio
 import base64
 import io
 import json
+import socket
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -260,6 +262,8 @@ def serve(
         raise GenieError(f"--fps {fps}: expected a number > 0")
     if prompt is not None:
         World(models).reset(prompt)  # a bad file is one line now, not an error in every tab
+    _check_writable(record_dir)
+    sock = _bind(host, port)  # before the banner: a port in use is one line, not a traceback after it
     app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt)
     url = f"http://{host}:{port}/"
     print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
@@ -270,4 +274,27 @@ def serve(
         import webbrowser
 
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=MAX_MESSAGE * 4)
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=MAX_MESSAGE * 4)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        raise GenieError(f"cannot serve on {host}:{port} ({e.strerror or e}): pick another --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_writable(record_dir: Path) -> None:
+    """Recordings are written when a tab stops one: an unwritable folder is found now, not then."""
+    try:
+        record_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=record_dir):
+            pass
+    except OSError as e:
+        raise GenieError(f"--record_dir {record_dir} is not a writable folder ({e.strerror or e})") from None
