@@ -22,6 +22,9 @@ from genie.world import World, WorldEnv, WorldModels
 from genie.world.action_map import ActionMap, map_from_frames, map_from_labels
 from genie.world.server import RATE, create_app
 
+LOCAL = "http://127.0.0.1:8000"  # the Host the play server answers (it refuses others)
+WS = "ws://127.0.0.1:8000/ws"
+
 
 @pytest.fixture(scope="module")
 def models(dynamics_run) -> WorldModels:
@@ -186,12 +189,12 @@ def frames_of(ws, n: int) -> list[dict]:
 
 def test_server_plays_and_answers_bad_messages_without_dying(keyed, tmp_path):
     app = create_app(keyed, fps=200, record_dir=tmp_path / "rec")
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         page = client.get("/").text
         assert "<canvas" in page and "/ws" in page
         info = client.get("/info").json()
         assert set(info["keys"]) <= {"up", "down", "stay", "left", "right"} and info["mapping_text"]
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect(WS) as ws:
             first = frames_of(ws, 2)
             assert first[0]["image"].startswith("data:image/png;base64,")
             for bad in (
@@ -212,12 +215,31 @@ def test_server_plays_and_answers_bad_messages_without_dying(keyed, tmp_path):
             assert later[-1]["step"] > first[-1]["step"]  # still playing
 
 
+def test_server_refuses_other_sites_pages_and_other_host_names(keyed, tmp_path):
+    """A page from another site (its Origin) or a DNS-rebinding name (its Host) cannot drive the world."""
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(keyed, fps=200, record_dir=tmp_path / "rec")
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/info").status_code == 200
+        assert client.get("/info", headers={"origin": "http://127.0.0.1:8000"}).status_code == 200
+        assert client.get("/info", headers={"origin": "https://evil.example"}).status_code == 403
+        assert client.get("/info", headers={"host": "evil.example:8000"}).status_code == 403
+        for headers in ({"origin": "https://evil.example"}, {"host": "rebound.example:8000"}):
+            with pytest.raises(WebSocketDisconnect), client.websocket_connect(WS, headers=headers) as ws:
+                ws.receive_text()
+        with client.websocket_connect(WS, headers={"origin": LOCAL}) as ws:
+            assert frames_of(ws, 1)
+    with TestClient(app, base_url="http://localhost:8000") as client:
+        assert client.get("/info").status_code == 200
+
+
 def test_server_seeded_resets_replay_and_keys_change_the_frames(keyed, tmp_path):
     app = create_app(keyed, fps=200, record_dir=tmp_path)
     keys = keyed.actions.keys
 
     def play(label: str) -> int:
-        with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        with TestClient(app, base_url=LOCAL) as client, client.websocket_connect(WS) as ws:
             ws.send_text(json.dumps({"type": "key", "action": label}))
             ws.send_text(json.dumps({"type": "reset", "seed": 7}))
             while True:  # frames after the seeded reset
@@ -238,9 +260,9 @@ def test_server_seeded_resets_replay_and_keys_change_the_frames(keyed, tmp_path)
 def test_server_rate_limit_and_separate_tabs(keyed, tmp_path):
     app = create_app(keyed, fps=100, record_dir=tmp_path)
     with (
-        TestClient(app) as client,
-        client.websocket_connect("/ws") as a,
-        client.websocket_connect("/ws") as b,
+        TestClient(app, base_url=LOCAL) as client,
+        client.websocket_connect(WS) as a,
+        client.websocket_connect(WS) as b,
     ):
         for _ in range(RATE + 5):
             a.send_text(json.dumps({"type": "pause", "on": False}))
@@ -254,8 +276,8 @@ def test_server_rate_limit_and_separate_tabs(keyed, tmp_path):
 
 def test_server_records_a_session_to_mp4(keyed, tmp_path):
     app = create_app(keyed, fps=100, record_dir=tmp_path / "rec")
-    with TestClient(app) as client:
-        with client.websocket_connect("/ws") as ws:
+    with TestClient(app, base_url=LOCAL) as client:
+        with client.websocket_connect(WS) as ws:
             ws.send_text(json.dumps({"type": "record", "on": True}))
             frames_of(ws, 4)
             ws.send_text(json.dumps({"type": "record", "on": False}))
@@ -280,7 +302,7 @@ def test_server_starts_each_tab_from_the_given_prompt(keyed, tmp_path):
     real = np.array(keyed.store.frames[20])
     Image.fromarray(real).save(tmp_path / "start.png")
     app = create_app(keyed, fps=100, record_dir=tmp_path, prompt=tmp_path / "start.png")
-    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(app, base_url=LOCAL) as client, client.websocket_connect(WS) as ws:
         first = frames_of(ws, 1)[0]
     assert first["latent"] is None and first["checksum"] == int(real.astype(np.int64).sum())
 
@@ -329,14 +351,14 @@ def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, 
     def broken(self, action):
         raise RuntimeError("out of memory")
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         monkeypatch.setattr(World, "step", broken)
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect(WS) as ws:
             while (msg := json.loads(ws.receive_text()))["type"] != "error":
                 pass
             assert "the world stopped: out of memory" in msg["message"]
         monkeypatch.undo()
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect(WS) as ws:
             assert frames_of(ws, 3)[-1]["step"] >= 2
 
 

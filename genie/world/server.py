@@ -28,6 +28,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -65,15 +66,53 @@ def png_data_url(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class SameHostOnly:
+    """ASGI middleware: only requests addressed to this server, from its own page, reach the app.
+
+    A web page the user visits can open a websocket to 127.0.0.1 (browsers send its Origin), and a
+    DNS-rebinding domain reaches it under its own Host name; both would drive the world and read /info.
+    Requests whose Host is not one of `hosts` (None: any, for a server bound to every address), or whose
+    Origin, when there is one, is not the Host's, get 403 (a websocket is closed before its handshake
+    completes). Clients that send no Origin (scripts, curl) are not web pages.
+    """
+
+    def __init__(self, app, hosts: tuple[str, ...] | None) -> None:
+        self.app = app
+        self.hosts = None if hosts is None else {h.strip("[]").lower() for h in hosts}
+
+    def _allowed(self, scope) -> bool:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = urlsplit(f"//{headers.get('host', '')}").hostname
+        if host is None or (self.hosts is not None and host not in self.hosts):
+            return False
+        origin = headers.get("origin")
+        return origin is None or urlsplit(origin).hostname == host
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await JSONResponse({"error": "not this server's page"}, status_code=403)(scope, receive, send)
+        else:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+
+
 def create_app(
     models: WorldModels,
     *,
     fps: float,
     record_dir: Path = Path("evaluations/play"),
     prompt: Path | None = None,
+    hosts: tuple[str, ...] | None = LOOPBACK,
 ) -> FastAPI:
-    """The app; `prompt` (an image or video file) starts every tab, later resets draw held-out episodes."""
+    """The app; `prompt` (an image or video file) starts every tab, later resets draw held-out episodes.
+    Only requests addressed to one of `hosts` are served (`SameHostOnly`)."""
     app = FastAPI(title="genie play", docs_url=None, redoc_url=None)
+    app.add_middleware(SameHostOnly, hosts=hosts)
     # All model calls run on one worker thread, so tabs take turns on the cores instead of several torch
     # calls (each with its own intra-op threads) oversubscribing them; the event loop stays free.
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genie-world")
@@ -264,7 +303,10 @@ def serve(
         World(models).reset(prompt)  # a bad file is one line now, not an error in every tab
     _check_writable(record_dir)
     sock = _bind(host, port)  # before the banner: a port in use is one line, not a traceback after it
-    app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt)
+    hosts = LOOPBACK if host in LOOPBACK else None if host in ("0.0.0.0", "::") else (*LOOPBACK, host)
+    if host not in LOOPBACK:
+        print(f"warning: --host {host} serves the world to every machine that can reach this one")
+    app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt, hosts=hosts)
     url = f"http://{host}:{port}/"
     print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
     for line in models.actions.describe():
