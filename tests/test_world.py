@@ -274,6 +274,42 @@ def test_server_rate_limit_and_separate_tabs(keyed, tmp_path):
         assert frames_of(b, 3)[-1]["step"] >= 2  # the other tab plays on
 
 
+def test_a_flood_is_refused_in_o1_and_told_once_a_second(keyed, tmp_path):
+    from genie.world.server import Session, _handle
+
+    session = Session(world=None)  # _handle never touches the world for refused messages
+    keys = {"stay": 0, "up": 1}
+    replies = [_handle(session, json.dumps({"type": "key", "action": "up"}), keys) for _ in range(10 * RATE)]
+    refused = [r for r in replies if r is not None]
+    assert len(refused) == 1 and "messages a second" in refused[0]["message"]  # one notice, not 540
+    assert session.tokens < 1 and session.action == "up"
+
+
+def test_server_refuses_tabs_past_its_cap_with_a_reason(keyed, tmp_path, monkeypatch):
+    import genie.world.server as server
+
+    monkeypatch.setattr(server, "MAX_SESSIONS", 2)
+    app = create_app(keyed, fps=100, record_dir=tmp_path)
+    with TestClient(app, base_url=LOCAL) as client:
+        with client.websocket_connect(WS) as a, client.websocket_connect(WS) as b:
+            frames_of(a, 1), frames_of(b, 1)
+            with client.websocket_connect(WS) as c:
+                msg = json.loads(c.receive_text())
+                assert msg["type"] == "error" and "plays 2 tabs at once" in msg["message"]
+        with client.websocket_connect(WS) as d:  # the closed tabs gave their places back
+            assert frames_of(d, 1)
+
+
+def test_two_recordings_stopped_in_one_second_keep_both_files(tmp_path):
+    from genie.world.server import _write_recording, png_bytes
+
+    frames = [np.full((72, 128, 3), v, np.uint8) for v in (0, 120, 240)]
+    pngs = [png_bytes(f) for f in frames]
+    first, second = (_write_recording(pngs, tmp_path, 15) for _ in range(2))
+    assert first["path"] != second["path"]
+    assert Path(first["path"]).is_file() and Path(second["path"]).is_file()
+
+
 def test_server_records_a_session_to_mp4(keyed, tmp_path):
     app = create_app(keyed, fps=100, record_dir=tmp_path / "rec")
     with TestClient(app, base_url=LOCAL) as client:

@@ -23,9 +23,10 @@ import json
 import socket
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,29 +42,47 @@ from genie.world.world import World, WorldModels
 MAX_MESSAGE = 1024  # bytes: every message of the protocol fits easily
 RATE = 60  # messages a second per tab (key repeat runs at ~30)
 MAX_RECORDING = 9000  # frames (10 minutes at 15 frames/s): a forgotten recording stops itself
+MAX_SESSIONS = 8  # tabs played at once: each costs a world's caches, and they share the cores
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed) by identity: one per tab
 class Session:
     """One tab's state."""
 
     world: World
     action: str = "stay"
     paused: bool = False
-    recording: list[np.ndarray] | None = None
+    recording: list[bytes] | None = None  # the frames' PNGs, already made for the tab: ~10x smaller
     pending_reset: int | None = -1  # -1: no reset asked; None: a reset with a random seed
-    recent: list[float] = field(default_factory=list)  # arrival times of the last second's messages
+    tokens: float = RATE  # token bucket: RATE messages a second, bursts of up to RATE
+    last: float = 0.0
+    refused_told: float = -1.0  # when the tab was last told a message was refused
 
     def allow(self, now: float) -> bool:
-        self.recent = [t for t in self.recent if now - t < 1.0]
-        self.recent.append(now)
-        return len(self.recent) <= RATE
+        """O(1) per message, so a flooding tab costs the server next to nothing."""
+        self.tokens = min(RATE, self.tokens + (now - self.last) * RATE)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def tell_refused(self, now: float) -> bool:
+        """Refusals are told at most once a second: a flood gets no flood of replies."""
+        if now - self.refused_told < 1.0:
+            return False
+        self.refused_told = now
+        return True
 
 
-def png_data_url(frame: np.ndarray) -> str:
+def png_bytes(frame: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -123,6 +142,7 @@ def create_app(
     keys = models.actions.keys  # label -> latent code
     page = resources.files("genie.world").joinpath("static/index.html").read_text()
     seeds = iter(range(1, 1 << 62))
+    sessions: set[Session] = set()
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -155,8 +175,14 @@ def create_app(
     @app.websocket("/ws")
     async def play(ws: WebSocket) -> None:
         await ws.accept()
+        if len(sessions) >= MAX_SESSIONS:
+            message = f"this server plays {MAX_SESSIONS} tabs at once: close one, then reload"
+            await ws.send_text(json.dumps({"type": "error", "message": message}))
+            await ws.close(code=1013)  # try again later
+            return
         session = Session(World(models, seed=next(seeds)))
         session.pending_reset = None
+        sessions.add(session)
         sender = asyncio.create_task(_run(ws, session))
         try:
             while True:
@@ -166,15 +192,24 @@ def create_app(
                 if message.get("text") is None:
                     reply = {"type": "error", "message": "binary messages are not part of the protocol"}
                 else:
-                    reply = _handle(session, message["text"], keys, record_dir, fps)
+                    reply = _handle(session, message["text"], keys)
+                if reply is not None and reply["type"] == "stop_recording":
+                    reply = await stop_recording(session)
                 if reply is not None:
                     await ws.send_text(json.dumps(reply))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            sessions.discard(session)
+            session.recording = None  # its memory goes with the tab
             sender.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await sender
+
+    async def stop_recording(session: Session) -> dict:
+        """Encoding a long recording takes seconds: it runs on a thread, not on the loop every tab shares."""
+        frames, session.recording = session.recording, None
+        return await asyncio.to_thread(_write_recording, frames, record_dir, fps)
 
     async def _run(ws: WebSocket, session: Session) -> None:
         """Play the tab; if the world fails (a bad model, out of memory), say so to the tab and stop."""
@@ -206,10 +241,11 @@ def create_app(
             else:
                 code = keys.get(session.action, keys.get("stay", 0))
                 frame = await run_model(session.world.step, code)
+            png = png_bytes(frame)
             if session.recording is not None:
-                session.recording.append(frame)
+                session.recording.append(png)
                 if len(session.recording) >= MAX_RECORDING:
-                    await ws.send_text(json.dumps(_stop_recording(session, record_dir, fps)))
+                    await ws.send_text(json.dumps(await stop_recording(session)))
             shown += 1
             now = time.perf_counter()
             if now - t_shown >= 1.0:
@@ -219,7 +255,7 @@ def create_app(
                 json.dumps(
                     {
                         "type": "frame",
-                        "image": png_data_url(frame),
+                        "image": png_data_url(png),
                         "step": session.world.steps,
                         "latent": code,
                         "label": label,
@@ -235,12 +271,15 @@ def create_app(
     return app
 
 
-def _handle(session: Session, text: str, keys: dict[str, int], record_dir: Path, fps: float) -> dict | None:
-    """Apply one message from a tab; returns a reply for the tab, if any."""
-    if len(text.encode()) > MAX_MESSAGE:
-        return {"type": "error", "message": f"message over {MAX_MESSAGE} bytes refused"}
-    if not session.allow(time.monotonic()):
-        return {"type": "error", "message": f"over {RATE} messages a second: message refused"}
+def _handle(session: Session, text: str, keys: dict[str, int]) -> dict | None:
+    """Apply one message from a tab; returns a reply for the tab, if any ({"type": "stop_recording"}: the
+    caller encodes the recording off the event loop)."""
+    now = time.monotonic()
+    if not session.allow(now):
+        told = session.tell_refused(now)
+        return {"type": "error", "message": f"over {RATE} messages a second: refused"} if told else None
+    if len(text) > MAX_MESSAGE:  # characters >= bytes / 4; uvicorn closes sockets over 4 KB anyway
+        return {"type": "error", "message": f"message over {MAX_MESSAGE} characters refused"}
     try:
         msg = json.loads(text)
     except json.JSONDecodeError:
@@ -270,18 +309,19 @@ def _handle(session: Session, text: str, keys: dict[str, int], record_dir: Path,
         if on:
             session.recording = session.recording if session.recording is not None else []
             return {"type": "recording", "on": True}
-        return _stop_recording(session, record_dir, fps)
+        return {"type": "stop_recording"}
     return {"type": "error", "message": f"unknown message type {kind!r} (key, reset, record, pause)"}
 
 
-def _stop_recording(session: Session, record_dir: Path, fps: float) -> dict:
+def _write_recording(frames: list[bytes] | None, record_dir: Path, fps: float) -> dict:
+    """The recording's mp4, under a name no other stop can take (two in one second included)."""
     from genie.evaluation.video import write_mp4
 
-    frames, session.recording = session.recording, None
     if not frames:
         return {"type": "recording", "on": False, "url": None}
-    name = time.strftime("session_%Y%m%d_%H%M%S") + f"_{id(session) % 10000:04d}.mp4"
-    write_mp4(record_dir / name, np.stack(frames), fps=max(1, round(fps)))
+    name = time.strftime("session_%Y%m%d_%H%M%S") + f"_{uuid.uuid4().hex[:8]}.mp4"
+    video = np.stack([np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for png in frames])
+    write_mp4(record_dir / name, video, fps=max(1, round(fps)))
     return {"type": "recording", "on": False, "url": f"/recordings/{name}", "path": str(record_dir / name)}
 
 
