@@ -132,9 +132,12 @@ class TrainingConfig:
     log_every: int = 10
     eval_batches: int = 8  # validation batches per periodic evaluation
     keep_checkpoints: int = 0  # keep only the newest N periodic checkpoints (0 keeps all); best is kept
+    max_skipped_steps: int = 10  # steps with a non-finite loss or gradient skipped before the run stops
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_skipped_steps < 0:
+            raise ValueError(f"max_skipped_steps {self.max_skipped_steps}: expected at least 0")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule {self.lr_schedule!r}: expected cosine or constant")
         if self.strategy not in ("ddp", "fsdp"):

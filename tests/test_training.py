@@ -16,6 +16,7 @@ from genie.stages.tokenizer import TokenizerStage
 from genie.training import checkpoint as ckpt_mod
 from genie.training.checkpoint import list_checkpoints, load_checkpoint
 from genie.training.loop import Trainer, lr_at
+from genie.training.metrics_log import read_metrics
 from genie.training.runtime import Runtime
 
 TINY = {
@@ -169,7 +170,7 @@ def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatc
 
 
 def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):
-    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    trainer = make_trainer(tiny_config(max_steps=6, max_skipped_steps=0), store, tmp_path)
     real_loss = trainer.stage.loss
 
     def loss(model, batch):
@@ -180,6 +181,41 @@ def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):
     with pytest.raises(GenieError, match="non-finite at step 5.*checkpoint_step_3.pt"):
         trainer.train()
     assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+
+
+@pytest.mark.parametrize("fault", ["loss", "gradient"])
+def test_non_finite_steps_are_skipped_and_counted_up_to_the_limit(store, tmp_path, monkeypatch, fault):
+    """Steps 2 and 4 go bad: both are skipped (the weights stay as they were), counted in metrics.jsonl,
+    and the run finishes; with a limit of 1 the second one stops it."""
+    for limit, finishes in ((2, True), (1, False)):
+        trainer = make_trainer(
+            tiny_config(max_steps=6, max_skipped_steps=limit, log_every=1), store, tmp_path
+        )
+        real_loss = trainer.stage.loss
+        before: dict = {}
+
+        def loss(model, batch, trainer=trainer, real_loss=real_loss, before=before):
+            trained = [p for p in model.parameters() if p.requires_grad]
+            if trainer.step - 1 in before:  # the skipped step left the trained weights as they were
+                assert all(torch.equal(a, b) for a, b in zip(before[trainer.step - 1], trained, strict=True))
+            value, parts = real_loss(model, batch)
+            if trainer.step in (1, 3):
+                before[trainer.step] = [p.detach().clone() for p in trained]
+                if fault == "loss":
+                    return value * float("inf"), parts
+                bad = next(p for p in model.parameters() if p.requires_grad)
+                return value + (bad * float("nan")).sum(), parts
+            return value, parts
+
+        monkeypatch.setattr(trainer.stage, "loss", loss)
+        if not finishes:
+            with pytest.raises(GenieError, match="non-finite at step 4 .2 steps skipped"):
+                trainer.train()
+            continue
+        trainer.train()
+        rows = [r for r in read_metrics(trainer.run_dir) if "skipped_steps" in r]
+        assert [r["skipped_steps"] for r in rows] == [0, 1, 1, 2, 2, 2]
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def write_tiny_yaml(path: Path, **training) -> Path:

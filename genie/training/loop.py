@@ -122,6 +122,7 @@ class Trainer:
         self.resumed = resume is not None
         self.val_step: int | None = None  # the step the latest validation metrics were measured at
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save this step, then stop
+        self.skipped = 0  # steps skipped for a non-finite loss or gradient (saved, so resume keeps counting)
         if resume is not None:
             if resume.get("format_version", 1) >= 2:  # keyed by parameter name: any world size
                 rt.load_optimizer_state(self.model, self.optimizer, resume["optimizer"])
@@ -134,6 +135,7 @@ class Trainer:
             self.scheduler.load_state_dict(resume["scheduler"])
             self.scaler.load_state_dict(resume["scaler"])
             self.step = int(resume["step"])
+            self.skipped = int(resume.get("skipped_steps", 0))
             for group in self.optimizer.param_groups:  # the LR is a function of the step and *this* config
                 group["lr"] = lr_at(self.step, self.cfg)  # (the saved one is stale if max_steps changed)
             _set_rng_state(resume["rng"])  # rank 0's; ranks are told apart below
@@ -205,6 +207,7 @@ class Trainer:
                 "config": config_to_dict(self.config),
                 "val": val or {},
                 "val_step": self.val_step,
+                "skipped_steps": self.skipped,
                 "micro_batch": self.micro,  # clips per forward pass: what `genie eval` may put on one device
                 **self.stage.checkpoint_extras(),
             }
@@ -302,11 +305,18 @@ class Trainer:
         try:
             while self.step < cfg.max_steps:
                 totals, grad_norm = self.train_step(data)
-                if rt.any(not torch.isfinite(totals["loss"]).item()):
-                    raise GenieError(
-                        f"loss became non-finite at step {self.step + 1}; stopped. The last good checkpoint "
-                        f"is {last_ckpt if last_ckpt.exists() else 'none (no checkpoint was written yet)'}"
-                    )
+                # fp16's GradScaler skips steps with inf gradients itself (and lowers its scale)
+                checked = totals["loss"] if self.scaler.is_enabled() else totals["loss"] + grad_norm
+                if rt.any(not torch.isfinite(checked).item()):
+                    self.skipped += 1
+                    if self.skipped > cfg.max_skipped_steps:
+                        raise GenieError(
+                            f"loss or gradient non-finite at step {self.step + 1} ({self.skipped} steps "
+                            f"skipped, training.max_skipped_steps {cfg.max_skipped_steps}); stopped. The "
+                            "last good checkpoint is "
+                            f"{last_ckpt if last_ckpt.exists() else 'none (no checkpoint was written yet)'}"
+                        )
+                    self.optimizer.zero_grad(set_to_none=True)  # the weights stay; the batch is spent
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
@@ -323,6 +333,7 @@ class Trainer:
                             **means,
                             **extra,
                             "grad_norm": grad_norm.item(),
+                            "skipped_steps": self.skipped,
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "frames_per_s": steps_since_log * self.frames_per_step / max(elapsed, 1e-9),
                             **memory_mb(rt.device),
