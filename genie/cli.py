@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from genie.errors import GenieError, Stopped
-
-STAGES = ("tokenizer", "lam", "dynamics")
+from genie.outputs import STAGES
 
 
 def _positive_int(text: str) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from genie.cli import main as genie
 from genie.cli import run
 from genie.evaluation.report import with_error
+from genie.outputs import eval_glob
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     store = EpisodeStore.open(ensure_dataset(data_dir, "pong"))
     print("== 2/5 tokenizer: tiny preset on CPU (~9 min) ==")
     train("tokenizer", data_dir, max_steps)
-    reports = sorted(Path("evaluations/tokenizer").glob("comparison_checkpoint_step_*.json"), key=_mtime)
+    reports = sorted(Path("evaluations/tokenizer").glob(eval_glob("tokenizer")), key=_mtime)
     if reports:
         metrics = json.loads(reports[-1].read_text())["metrics"]
         keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
@@ -51,7 +52,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     else:
         print("== 3/5 latent action model: tiny preset on CPU, unsupervised (LABELS=0) (~2-3 min) ==")
         train("lam", data_dir, max_steps, "--label_fraction", "0")
-    reports = sorted(Path("evaluations/lam").glob("visual_eval_step_*.json"), key=_mtime)
+    reports = sorted(Path("evaluations/lam").glob(eval_glob("lam")), key=_mtime)
     if reports:
         report = json.loads(reports[-1].read_text())
         m = report["metrics"]  # Pong from ALE: true actions are there
@@ -75,7 +76,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
     dynamics = latest_run("dynamics")
-    reports = sorted(Path("evaluations/dynamics").glob("dynamics_comparison_step_*.json"), key=_mtime)
+    reports = sorted(Path("evaluations/dynamics").glob(eval_glob("dynamics")), key=_mtime)
     if reports:
         m = json.loads(reports[-1].read_text())["metrics"]
         last = max(int(k.rsplit("_t", 1)[1]) for k in m if k.startswith("val/rollout_psnr_t"))

@@ -20,17 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genie.errors import GenieError
+from genie.outputs import STAGES, eval_glob
 from genie.training.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
     from genie.world import WorldModels
 
-STAGES = ("tokenizer", "lam", "dynamics")
-EVAL_GLOBS = {
-    "tokenizer": "tokenizer/comparison_checkpoint_step_*.json",
-    "lam": "lam/visual_eval_step_*.json",
-    "dynamics": "dynamics/dynamics_comparison_step_*.json",
-}
 ASSETS_MARK = ".written_by_genie_report"
 PLAY_SCRIPT = [("up", 12), ("stay", 6), ("down", 12), ("stay", 6), ("up", 8), ("down", 8)]  # 52 frames
 
@@ -52,8 +47,8 @@ def stage_of(run: Path) -> str:
 def latest_eval(eval_dir: Path, stage: str, run: Path) -> tuple[Path, dict] | None:
     """The evaluation JSON of this run with the highest step."""
     found = []
-    stage_dir, pattern = EVAL_GLOBS[stage].split("/")
-    for path in [*eval_dir.glob(EVAL_GLOBS[stage]), *eval_dir.glob(f"{stage_dir}/runs/{run.name}/{pattern}")]:
+    pattern = eval_glob(stage)
+    for path in [*eval_dir.glob(f"{stage}/{pattern}"), *eval_dir.glob(f"{stage}/runs/{run.name}/{pattern}")]:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

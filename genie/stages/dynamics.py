@@ -34,6 +34,7 @@ from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, s
 from genie.evaluation.objects import game_objects, objects_seen
 from genie.evaluation.video import side_by_side, to_rgb_uint8, write_mp4
 from genie.models.dynamics import DynamicsModel, SamplingConfig
+from genie.outputs import eval_stem
 from genie.progress import progress_bar
 from genie.stages.common import dataset_record, keep_per_run, report_batch_size
 from genie.training.runtime import LOCAL, Runtime
@@ -328,13 +329,13 @@ class DynamicsStage:
             x = to_float(shown["frames"])
             gen = self.rollouts(model, x, self.actions_of(shown))["inferred"]
             video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
-            write_mp4(out_dir / f"dynamics_comparison_step_{step}.mp4", video, fps=d.fps)
+            write_mp4(out_dir / f"{eval_stem('dynamics', step)}.mp4", video, fps=d.fps)
             bar.update(1)
             long, seen = self._long_rollouts(model)
             metrics.update(seen)
             bar.update(1)
             if long is not None:
-                write_mp4(out_dir / "long_video" / f"dynamics_comparison_step_{step}.mp4", long, fps=d.fps)
+                write_mp4(out_dir / "long_video" / f"{eval_stem('dynamics', step)}.mp4", long, fps=d.fps)
             if self.config.training.eval_play_frames:
                 metrics.update(self._long_play(model))
             bar.update(1)
@@ -348,7 +349,7 @@ class DynamicsStage:
             "sampling": vars(self.sampling),
             "metrics": metrics,
         }
-        path = out_dir / f"dynamics_comparison_step_{step}.json"
+        path = out_dir / f"{eval_stem('dynamics', step)}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         keep_per_run(
             [path, path.with_suffix(".mp4"), out_dir / "long_video" / f"{path.stem}.mp4"], checkpoint

@@ -36,6 +36,7 @@ from genie.evaluation.action_metrics import agreement, linear_probe_accuracy
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.models.lam import LatentActionModel
+from genie.outputs import eval_stem
 from genie.stages.common import CodeRestarts, dataset_record, report_batch_size, vq_objective
 from genie.stages.few_labels import LabelledEpisodes, label_loss
 from genie.training.runtime import LOCAL, Runtime
@@ -232,7 +233,7 @@ class LamStage:
         path = Path(checkpoint.get("path", "checkpoint.pt"))
         run = path.parent.name if path.parent.name.startswith("run_") else path.stem
         out_dir = Path(eval_dir) / "lam"
-        stem = f"visual_eval_step_{step}_{run}"
+        stem = f"{eval_stem('lam', step)}_{run}"
         val = ClipDataset(self.store, "val", T, stride=T)
         picks = spread(len(val), REPORT_CLIPS)
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))

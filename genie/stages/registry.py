@@ -9,18 +9,19 @@ import torch
 from genie.config import config_from_dict
 from genie.data.store import EpisodeStore, ensure_dataset
 from genie.errors import GenieError
+from genie.outputs import STAGES
 from genie.stages.dynamics import DynamicsStage
 from genie.stages.lam import LamStage
 from genie.stages.tokenizer import TokenizerStage
 from genie.training.checkpoint import load_checkpoint, load_model_state
 
-STAGES = {"tokenizer": TokenizerStage, "lam": LamStage, "dynamics": DynamicsStage}
+_CLASSES = dict(zip(STAGES, (TokenizerStage, LamStage, DynamicsStage), strict=True))
 
 
 def stage_class(name: str) -> type:
-    if name not in STAGES:
+    if name not in _CLASSES:
         raise GenieError(f"the {name} stage is not implemented yet (available: {', '.join(STAGES)})")
-    return STAGES[name]
+    return _CLASSES[name]
 
 
 def open_dataset_for(config, data_dir: Path, dataset: str) -> EpisodeStore:

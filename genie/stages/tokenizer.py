@@ -24,6 +24,7 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
+from genie.outputs import eval_stem
 from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, report_batch_size, vq_objective
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
@@ -110,11 +111,11 @@ class TokenizerStage:
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))
             shown = torch.stack([val[i]["frames"] for i in picks[:: max(1, len(picks) // 4)][:4]])
             video = self._comparison(model, shown)
-            write_mp4(out_dir / f"comparison_checkpoint_step_{step}.mp4", video, fps=d.fps)
+            write_mp4(out_dir / f"{eval_stem('tokenizer', step)}.mp4", video, fps=d.fps)
             long = self._consecutive_clips(7 * T)
             if long is not None:
                 video = self._comparison(model, long.reshape(7, T, *long.shape[1:]))
-                write_mp4(out_dir / f"comparison_checkpoint_step_{step}_long_7seq.mp4", video, fps=d.fps)
+                write_mp4(out_dir / f"{eval_stem('tokenizer', step)}_long_7seq.mp4", video, fps=d.fps)
         result = {
             "stage": "tokenizer",
             "checkpoint": checkpoint.get("path"),
@@ -126,7 +127,7 @@ class TokenizerStage:
             "note": "background_psnr scores the per-pixel median frame; object_recall is the share of "
             "foreground pixels reconstructed within 0.1",
         }
-        path = out_dir / f"comparison_checkpoint_step_{step}.json"
+        path = out_dir / f"{eval_stem('tokenizer', step)}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         keep_per_run([path, path.with_suffix(".mp4"), out_dir / f"{path.stem}_long_7seq.mp4"], checkpoint)
         return result
