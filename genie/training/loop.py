@@ -373,6 +373,9 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+            if self.lock is not None:  # the run is free for a --resume (also in this process)
+                self.lock.close()
+                self.lock = None
         return RunResult(self.run_dir, self.step, last_ckpt, self.best, val)
 
     def _catch_stop_signals(self) -> Callable[[], None]:
