@@ -162,3 +162,43 @@ def test_cli_turns_bad_input_into_one_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["collect", "not_a_game", "--data_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown ALE game 'not_a_game'" in err
+
+
+def _peak_mb(fn) -> float:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["video", "npz"])
+def test_ingest_memory_is_bounded_at_1080p(tmp_path: Path, kind: str) -> None:
+    """40 frames at 1080p are 249 MB at the source's size; ingest decodes and resizes a bounded chunk at a
+    time (numpy's allocations, traced), so a long or compressible file costs what a short one does."""
+    frames = np.zeros((40, 1080, 1920, 3), np.uint8)
+    frames[:, 500:580, ::7] = 200
+    if kind == "video":
+        source = write_video(tmp_path / "hd.mp4", frames)
+    else:
+        source = tmp_path / "hd.npz"
+        np.savez_compressed(source, frames=frames)  # ~1 MB on disk
+    del frames
+    peak = _peak_mb(lambda: ingest(source, tmp_path / "data", "hd", progress=False, episode_frames=20))
+    assert peak < 200, f"{peak:.0f} MB"
+    assert EpisodeStore.open(tmp_path / "data" / "hd").frames.shape == (40, 72, 128, 3)
+
+
+def test_a_decompression_bomb_png_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    big = Image.new("RGB", (1, 1))
+    for i in range(3):
+        big.save(folder / f"{i}.png")
+    Image.new("1", (20000, 20000)).save(folder / "3.png")  # 400 Mpixels, a few KB on disk
+    with pytest.raises(GenieError, match="too large to be a video frame"):
+        ingest(folder, tmp_path / "data", "bomb", progress=False)

@@ -7,6 +7,7 @@ GenieError naming the file, so `genie ingest` answers bad input with one line.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Generator
 from pathlib import Path
 
@@ -18,9 +19,15 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".m4v", ".mpg
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 ARRAY_NAMES = ("frames", "observations")  # preferred names inside .npz / .h5 files
-CHUNK = 256
+CHUNK = 256  # frames a chunk at most
+CHUNK_BYTES = 64 << 20  # and at most this much at the source's size: a 1080p video is 10 frames a chunk
 EXPECTED = "[N, H, W, 3] uint8"
 Chunks = Generator[np.ndarray, None, None]  # uint8 [n, h, w, 3] at a time
+
+
+def chunk_frames(height: int, width: int) -> int:
+    """Frames per chunk for frames of this size: memory stays bounded whatever the source resolution."""
+    return max(1, min(CHUNK, CHUNK_BYTES // (height * width * 3)))
 
 
 def natural_key(path: Path) -> list[int | str]:
@@ -43,7 +50,7 @@ def read_video(path: Path) -> Chunks:
             for frame in container.decode(stream):
                 chunk.append(frame.to_ndarray(format="rgb24"))
                 count += 1
-                if len(chunk) == CHUNK:
+                if len(chunk) >= chunk_frames(frame.height, frame.width):
                     yield np.stack(chunk)
                     chunk = []
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
@@ -61,21 +68,28 @@ def read_images(paths: list[Path]) -> Chunks:
     from PIL import Image, UnidentifiedImageError
 
     size = None
-    for start in range(0, len(paths), CHUNK):
-        chunk = []
-        for path in paths[start : start + CHUNK]:
-            try:
-                with Image.open(path) as image:
-                    frame = np.asarray(image.convert("RGB"))
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise GenieError(f"cannot read image {path}: {e}") from None
-            if size is not None and frame.shape != size:
-                raise GenieError(
-                    f"image {path} is {frame.shape[1]}x{frame.shape[0]}, the frames before it are "
-                    f"{size[1]}x{size[0]} (one episode's frames must share a size)"
-                )
-            size = frame.shape
-            chunk.append(frame)
+    chunk: list[np.ndarray] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image.convert("RGB"))
+        except Image.DecompressionBombError:
+            raise GenieError(
+                f"image {path} is too large to be a video frame (over {Image.MAX_IMAGE_PIXELS} pixels)"
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise GenieError(f"cannot read image {path}: {e}") from None
+        if size is not None and frame.shape != size:
+            raise GenieError(
+                f"image {path} is {frame.shape[1]}x{frame.shape[0]}, the frames before it are "
+                f"{size[1]}x{size[0]} (one episode's frames must share a size)"
+            )
+        size = frame.shape
+        chunk.append(frame)
+        if len(chunk) >= chunk_frames(*size[:2]):
+            yield np.stack(chunk)
+            chunk = []
+    if chunk:
         yield np.stack(chunk)
 
 
@@ -104,21 +118,63 @@ def read_array(path: Path) -> Chunks:
     if suffix in (".h5", ".hdf5"):
         yield from _read_hdf5(path)
         return
+    if suffix == ".npz":
+        yield from _read_npz(path)
+        return
     try:
-        if suffix == ".npy":
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            where = str(path)
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                named = [n for n in ARRAY_NAMES if n in npz.files]
-                # without a preferred name, each array is loaded once to see its shape (npz cannot be mapped)
-                name = named[0] if named else _pick({k: npz[k].shape for k in npz.files}, path)
-                array, where = npz[name], f"{path} (array {name!r})"
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise GenieError(f"cannot read {path}: {e} (expected a numpy {suffix} file)") from None
-    _check_frames(array, where)
-    for start in range(0, len(array), CHUNK):
-        yield np.asarray(array[start : start + CHUNK])
+    _check_frames(array, str(path))
+    step = chunk_frames(*array.shape[1:3])
+    for start in range(0, len(array), step):
+        yield np.asarray(array[start : start + step])
+
+
+def _read_npz(path: Path) -> Chunks:
+    """An .npz member streamed out of the zip a chunk at a time (npz cannot be memory-mapped, and loading
+    the member whole would hold all its frames at the source's size at once)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            headers = {}
+            for member in z.namelist():
+                if member.endswith(".npy"):
+                    with z.open(member) as f:
+                        headers[member[:-4]] = _npy_header(f)
+            named = [n for n in ARRAY_NAMES if n in headers]
+            name = named[0] if named else _pick({k: h[0] for k, h in headers.items()}, path)
+            shape, fortran, dtype = headers[name]
+            _check_frames(_Shaped(shape, dtype), f"{path} (array {name!r})")
+            if fortran:
+                raise GenieError(f"{path} (array {name!r}) is Fortran-ordered; save it C-ordered")
+            step = chunk_frames(*shape[1:3])
+            frame_bytes = int(np.prod(shape[1:]))
+            with z.open(f"{name}.npy") as f:
+                _npy_header(f)
+                for start in range(0, shape[0], step):
+                    chunk = np.empty((min(step, shape[0] - start), *shape[1:]), np.uint8)
+                    for i in range(len(chunk)):  # a frame at a time: zip reads copy what they return
+                        data = f.read(frame_bytes)
+                        if len(data) != frame_bytes:
+                            raise GenieError(f"{path} (array {name!r}) is truncated at frame {start + i}")
+                        chunk[i] = np.frombuffer(data, np.uint8).reshape(shape[1:])
+                    yield chunk
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise GenieError(f"cannot read {path}: {e} (expected a numpy .npz file)") from None
+
+
+class _Shaped:
+    """Shape and dtype of an array not read yet, for _check_frames."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.shape, self.dtype = shape, dtype
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
 
 
 def _read_hdf5(path: Path) -> Chunks:
@@ -136,7 +192,8 @@ def _read_hdf5(path: Path) -> Chunks:
             name = _pick(shapes, path)
             array = f[name]
             _check_frames(array, f"{path} (dataset {name!r})")
-            for start in range(0, array.shape[0], CHUNK):
-                yield np.asarray(array[start : start + CHUNK])
+            step = chunk_frames(*array.shape[1:3])
+            for start in range(0, array.shape[0], step):
+                yield np.asarray(array[start : start + step])
     except OSError as e:
         raise GenieError(f"cannot read HDF5 file {path}: {e}") from None
