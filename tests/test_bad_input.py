@@ -59,3 +59,39 @@ def test_a_run_being_trained_cannot_be_resumed_twice(upstream, pong_dataset) -> 
     finally:
         held.close()
     lock_run(run).close()  # free again once the holder is gone
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("height", "72"), ("num_frames", -5), ("split", {"train": "all"}), ("width", True)]
+)
+def test_a_manifest_with_wrong_types_is_one_line(pong_dataset, tmp_path, key, value) -> None:
+    import json
+    import shutil
+
+    from genie.data.store import EpisodeStore
+
+    copy = tmp_path / "pong"
+    shutil.copytree(pong_dataset, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest[key] = value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GenieError, match=f"{key} is .*re-create the dataset"):
+        EpisodeStore.open(copy)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"step": 3}', "{not json"])
+def test_a_malformed_best_json_is_one_line(tmp_path, text) -> None:
+    from genie.training.checkpoint import read_best
+
+    (tmp_path / "best.json").write_text(text)
+    with pytest.raises(GenieError, match="best.json: "):
+        read_best(tmp_path)
+
+
+def test_malformed_metrics_rows_are_skipped(tmp_path) -> None:
+    from genie.training.metrics_log import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "a": 1}\n[3]\n{"a": 2}\n{"step": 2, "a"\n{"step": 3}\n'
+    )
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 3]

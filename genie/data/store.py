@@ -112,6 +112,7 @@ class EpisodeStore:
             raise GenieError(
                 f"{path} has format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
             )
+        _check_types(manifest, path)
         n, e = int(manifest["num_frames"]), int(manifest["num_episodes"])
         frames = _load_npy(root / "frames.npy", (n, manifest["height"], manifest["width"], 3), np.uint8)
         episodes = np.array(_load_npy(root / "episodes.npy", (e, 2), np.int64))
@@ -127,6 +128,28 @@ class EpisodeStore:
             if (root / f"{key}.npy").exists():
                 optional[key] = _load_npy(root / f"{key}.npy", (n,), dtype)
         return cls(root=root, manifest=manifest, frames=frames, episodes=episodes, **optional)
+
+
+def _check_types(manifest: dict, path: Path) -> None:
+    """A hand-edited or foreign manifest with the right keys but wrong values: one line, not a traceback."""
+    for key in ("height", "width", "num_frames", "num_episodes"):
+        value = manifest[key]
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (1 if key != "num_episodes" else 0)
+        ):
+            raise GenieError(
+                f"{path}: {key} is {value!r}, expected a positive integer: re-create the dataset"
+            )
+    split = manifest["split"]
+    if not isinstance(split, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        for ids in split.values()
+    ):
+        raise GenieError(
+            f"{path}: split is {split!r:.80}, expected {{name: [episode ids]}}: re-create the dataset"
+        )
 
 
 def ensure_dataset(data_dir: Path, dataset: str, *, height: int = 72, width: int = 128) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 
 from genie.errors import GenieError
 from genie.outputs import STAGES, eval_glob
-from genie.training.checkpoint import load_checkpoint
+from genie.training.checkpoint import load_checkpoint, read_best
 
 if TYPE_CHECKING:
     from genie.world import WorldModels
@@ -251,8 +251,7 @@ def _build(
             continue
         entry: dict[str, Any] = {"run": str(run)}
         parts = [f"<h2>{stage}</h2><p>run <code>{html.escape(str(run))}</code></p>"]
-        if (run / "best.json").is_file():
-            best = json.loads((run / "best.json").read_text())
+        if (best := read_best(run)) is not None:
             entry["best"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
             parts.append(f"<p>best: step {best['step']}, {best['metric']} = {best['value']:.4g}</p>")
         if (run / "loss_curve.png").is_file():

@@ -91,9 +91,20 @@ def read_best(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        best = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise GenieError(f"{path}: not valid JSON") from None
+    keys = ("step", "metric", "value", "checkpoint")
+    if (
+        not isinstance(best, dict)
+        or not all(k in best for k in keys)
+        or not isinstance(best["checkpoint"], str)
+    ):
+        raise GenieError(
+            f"{path}: expected {{step, metric, value, checkpoint, ...}} "
+            "(delete it: the next validation writes a new one)"
+        )
+    return best
 
 
 def resolve_checkpoint(path: Path, *, prefer: str = "best") -> Path:
