@@ -1,5 +1,6 @@
 """The one training loop on the tokenizer stage: learning, exact resume, atomic saves, NaN stop, outputs."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -166,6 +167,37 @@ def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+    assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
+    store, tmp_path, monkeypatch, error, cause
+):
+    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_save(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(f).write_bytes(b"PK\x03\x04 the first bytes fit")
+            raise error
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    with pytest.raises(
+        GenieError, match=f"cannot write checkpoint .*checkpoint_step_6.pt: {cause}; the previous"
+    ):
+        trainer.train()
+    assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+    assert not list(trainer.run_dir.glob("*.tmp"))
     assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
 
 

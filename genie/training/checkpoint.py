@@ -27,8 +27,16 @@ _STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
 def save_atomic(state: dict, path: Path) -> None:
     """torch.save to a temp file, then rename: a crash leaves the old file or the new one, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as e:  # disk full, a read-only or vanished folder: the previous checkpoint stays
+        tmp.unlink(missing_ok=True)
+        cause = e.strerror or type(e).__name__
+        raise GenieError(
+            f"cannot write checkpoint {path}: {cause}; the previous checkpoint is kept "
+            f"(free space or fix the folder, then --resume {path.parent})"
+        ) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
