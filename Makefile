@@ -6,7 +6,7 @@ DATA    ?= data
 LABELS  ?= 1
 STAMP   := .venv/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean bench
 
 $(STAMP): pyproject.toml requirements.txt
 	python3 -m venv .venv
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m genie.demo --data_dir $(DATA) --labelled_episodes $(LABELS)
+
+# MFU of every tiny stage against this machine's measured matmul peak (~3 min on 2 cores)
+bench: $(STAMP)
+	$(PY) benchmarks/mfu.py --data_dir $(DATA) --out benchmarks/results/mfu-$$(hostname)-$$(date +%Y%m%d).json
 
 lint: $(STAMP)
 	.venv/bin/ruff check .

@@ -36,3 +36,37 @@ def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def build_trainer(stage_name: str, config, data_dir: Path, device: str = "cpu", upstream: dict | None = None):
+    """The real training loop of one stage on Pong (a throwaway run directory), ready to step."""
+    import tempfile
+
+    from genie.data.clips import ClipDataset
+    from genie.stages.registry import open_dataset_for, stage_class
+    from genie.training.loop import Trainer
+    from genie.training.runtime import setup_runtime
+
+    rt = setup_runtime(device, config.training.mixed_precision)
+    store = open_dataset_for(config, data_dir, "pong")
+    stage = stage_class(stage_name)(config, store, rt.device, **({"upstream": upstream} if upstream else {}))
+    T = config.data.sequence_length
+    return Trainer(
+        stage,
+        config,
+        rt,
+        train_set=ClipDataset(store, "train", T),
+        val_set=ClipDataset(store, "val", T, stride=T),
+        run_root=Path(tempfile.mkdtemp()),
+        progress=False,
+    )
+
+
+def training_step(trainer, data) -> None:
+    """One step as the loop runs it: forward/backward, the finiteness check, optimizer, after_step."""
+    totals, _ = trainer.train_step(data)
+    torch.isfinite(totals["loss"]).item()
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    trainer.scheduler.step()
+    trainer.stage.after_step(trainer.model, trainer.rt, torch.Generator().manual_seed(0))

@@ -13,20 +13,16 @@ and the LAM's actions), which a token cache would remove.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import machine, save
+from common import build_trainer, machine, save, training_step
 from torch.profiler import ProfilerActivity, profile
 
 from genie.config import load_config
-from genie.data.clips import ClipDataset
 from genie.data.frames import to_float
-from genie.stages.registry import open_dataset_for, stage_class
-from genie.training.loop import Trainer
-from genie.training.runtime import setup_runtime
+from genie.stages.registry import stage_class
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,35 +38,19 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    cls = stage_class(a.stage)
-    cfg = load_config(cls.config_cls, ROOT / f"configs/tiny/{a.stage}.yaml")
-    rt = setup_runtime("cpu", cfg.training.mixed_precision)
-    store = open_dataset_for(cfg, a.data_dir, "pong")
+    cfg = load_config(stage_class(a.stage).config_cls, ROOT / f"configs/tiny/{a.stage}.yaml")
     extra = {}
     if a.stage == "dynamics":
         if a.tokenizer_path is None:
             p.error("the dynamics stage needs --tokenizer_path")
         actions = "lam" if a.lam_path else "true"
         extra = {"upstream": {"tokenizer": a.tokenizer_path, "lam": a.lam_path, "actions": actions}}
-    stage = cls(cfg, store, rt.device, **extra)
-    T = cfg.data.sequence_length
-    trainer = Trainer(
-        stage,
-        cfg,
-        rt,
-        train_set=ClipDataset(store, "train", T),
-        val_set=ClipDataset(store, "val", T, stride=T),
-        run_root=Path(tempfile.mkdtemp()),
-        progress=False,
-    )
+    trainer = build_trainer(a.stage, cfg, a.data_dir, "cpu", extra.get("upstream"))
+    stage = trainer.stage
     data = iter(trainer.train_loader)
 
     def step() -> None:
-        totals, _ = trainer.train_step(data)
-        torch.isfinite(totals["loss"]).item()
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        stage.after_step(trainer.model, rt, torch.Generator().manual_seed(0))
+        training_step(trainer, data)
 
     for _ in range(5):
         step()
@@ -87,10 +67,10 @@ def main() -> None:
         **machine(f"step_profile_{a.stage}", "cpu"),
         "threads": a.threads,
         "batch_size": cfg.data.batch_size,
-        "sequence_length": T,
+        "sequence_length": cfg.data.sequence_length,
         "seconds_per_step": round(seconds, 4),
         "steps_per_s": round(1 / seconds, 3),
-        "frames_per_s": round(cfg.data.batch_size * T / seconds, 1),
+        "frames_per_s": round(cfg.data.batch_size * cfg.data.sequence_length / seconds, 1),
         "top_ops_share_of_self_cpu": {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:12]},
     }
     if a.stage == "dynamics":  # the frozen upstream work inside each step
