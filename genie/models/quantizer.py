@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class SpreadItems(Protocol):
+class ShardedRows(Protocol):
     """Items (one row each) spread over processes, seen as one list in process order."""
 
     def gather(self, values: Tensor) -> Tensor:
@@ -102,7 +102,7 @@ class VectorQuantizer(nn.Module):
         z: Tensor,
         generator: torch.Generator | None = None,
         codebook: Tensor | None = None,
-        spread: SpreadItems | None = None,
+        shards: ShardedRows | None = None,
     ) -> int:
         """Move dead codes onto encoder outputs z [..., D]; returns how many were restarted.
 
@@ -110,7 +110,7 @@ class VectorQuantizer(nn.Module):
         most patches are the same background, so uniform draws would land on it again, while the
         error-weighted draw puts spare codes on the ball and paddles the codebook still misses.
         `codebook` is the full tensor to read and edit (FSDP hands one over); by default this module's.
-        `spread`, when z is one rank's share of a global batch, draws over all ranks' outputs while
+        `shards`, when z is one rank's share of a global batch, draws over all ranks' outputs while
         moving only their errors and the chosen rows.
         """
         dead = self.dead_codes().nonzero().flatten()
@@ -120,11 +120,11 @@ class VectorQuantizer(nn.Module):
         flat = F.normalize(z.detach().float().reshape(-1, self.dim), dim=-1)
         codes = F.normalize(book.float(), dim=-1)
         error = (1 - (flat @ codes.t()).amax(dim=-1)).clamp_min(0).cpu().double() + 1e-12
-        if spread is not None:
-            error = spread.gather(error)
+        if shards is not None:
+            error = shards.gather(error)
         replace = error.numel() < dead.numel()
         pick = torch.multinomial(error, dead.numel(), replacement=replace, generator=generator)
-        chosen = flat[pick.to(flat.device)] if spread is None else spread.rows(pick, flat)
+        chosen = flat[pick.to(flat.device)] if shards is None else shards.rows(pick, flat)
         noise = 0.01 * torch.randn(dead.numel(), self.dim, generator=generator)
         targets = F.normalize(chosen + noise.to(flat.device), dim=-1)
         book[dead.to(book.device)] = targets.to(book.dtype)

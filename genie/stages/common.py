@@ -69,7 +69,7 @@ class CodeRestarts:
             q.update_usage_(rt.sum_tensor(self.counts))
             if q.dead_codes().any():
                 with rt.full_param(q.codebook) as codebook:
-                    q.restart_dead_codes_(torch.cat(self.latents), rng, codebook, rt.spread_items())
+                    q.restart_dead_codes_(torch.cat(self.latents), rng, codebook, rt.sharded_rows())
         self.latents, self.counts = [], None
         return {"vq/restarted_total": float(q.restarts)}
 

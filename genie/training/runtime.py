@@ -218,9 +218,9 @@ class Runtime:
         full = [p for p in parts if p is not None and p.numel()]
         return torch.cat(full).to(local.device) if full else local
 
-    def spread_items(self) -> SpreadItems:
+    def sharded_rows(self) -> ShardedRows:
         """This rank's rows of a global batch seen as one list (for dead-code restarts)."""
-        return SpreadItems(self)
+        return ShardedRows(self)
 
     def broadcast(self, obj: object) -> object:
         if not self.distributed:
@@ -234,7 +234,7 @@ class Runtime:
             dist.destroy_process_group()
 
 
-class SpreadItems:
+class ShardedRows:
     """Rows spread over ranks as one list in rank order, moving only per-row values and chosen rows: a
     restart needs every row's error but only a few rows, so it ships N numbers, not N x D."""
 
