@@ -278,6 +278,7 @@ class DynamicsTrainingConfig(TrainingConfig):
     max_mask_prob: float = 1.0
     eval_rollouts: int = 8  # validation clips rolled out autoregressively at each evaluation
     eval_play_frames: int = 1000  # frames of long play in the final evaluation (object counts; 0: none)
+    eval_play_prompts: int = 8  # held-out prompts played that long (batched: time grows with the count)
     # Share of transitions whose action is replaced by "no action", so that the model also learns to
     # predict without it: classifier-free guidance (inference.guidance) needs that branch.
     action_dropout: float = 0.0
@@ -292,6 +293,8 @@ class DynamicsTrainingConfig(TrainingConfig):
             raise ValueError("expected 0 < min_mask_prob <= max_mask_prob <= 1")
         if self.eval_play_frames < 0:
             raise ValueError(f"eval_play_frames {self.eval_play_frames}: expected a number >= 0")
+        if self.eval_play_prompts < 1:
+            raise ValueError(f"eval_play_prompts {self.eval_play_prompts}: expected at least 1")
         for name in ("action_dropout", "context_noise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a number in [0, 1)")

@@ -45,7 +45,6 @@ PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the bal
 LONG_HORIZON = 64  # frames of the long rollouts (the issue asks for the objects to survive 64)
 LONG_ROLLOUTS = 8  # how many, from starts spread over the validation episodes
 LONG_MEASURED = LONG_HORIZON // 4  # their last frames, where objects are counted
-PLAY_PROMPTS = 8  # held-out prompts played for 1,000 frames with held random actions (long_play)
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
@@ -411,10 +410,10 @@ class DynamicsStage:
         return video, metrics
 
     def _long_play(self, model: DynamicsModel) -> dict[str, float]:
-        """`eval_play_frames` (1,000) frames of play with held random actions from PLAY_PROMPTS held-out
-        prompts spread over the validation split: object counts per window (genie.evaluation.long_play)."""
+        """`eval_play_frames` (1,000) frames of play with held random actions from `eval_play_prompts` (8)
+        held-out prompts spread over the validation split: object counts per window (evaluation.long_play)."""
         val = ClipDataset(self.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
-        picks = spread(len(val), PLAY_PROMPTS)
+        picks = spread(len(val), self.config.training.eval_play_prompts)
         batch = {k: torch.stack([val[i][k] for i in picks]).to(self.device) for k in val[0]}
         return long_play(
             model,
