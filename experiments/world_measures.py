@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument(
         "--play_frames", type=int, help="long play of this many frames instead (implies --long_play)"
     )
+    p.add_argument("--play_prompts", type=int, default=8, help="held-out prompts of the long play")
     p.add_argument("--no_delta", action="store_true", help="skip ΔtPSNR (256 rollouts)")
     p.add_argument("--steps", type=int, help="MaskGIT rounds (default: the run's)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the run's)")
@@ -80,6 +81,7 @@ def main() -> None:
             models.stage.sampling = models.sampling
             if a.play_frames:
                 models.stage.config.training.eval_play_frames = a.play_frames
+            models.stage.config.training.eval_play_prompts = a.play_prompts
             row |= models.stage._long_play(models.dynamics)
         results["by_guidance"][str(w)] = row
         c, nan = row["control"] or {}, float("nan")
