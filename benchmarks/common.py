@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import tempfile
 from pathlib import Path
 
 import torch
@@ -40,8 +41,6 @@ def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> 
 
 def build_trainer(stage_name: str, config, data_dir: Path, device: str = "cpu", upstream: dict | None = None):
     """The real training loop of one stage on Pong (a throwaway run directory), ready to step."""
-    import tempfile
-
     from genie.data.clips import ClipDataset
     from genie.stages.registry import open_dataset_for, stage_class
     from genie.training.loop import Trainer
@@ -70,3 +69,19 @@ def training_step(trainer, data) -> None:
     trainer.scaler.update()
     trainer.scheduler.step()
     trainer.stage.after_step(trainer.model, trainer.rt, torch.Generator().manual_seed(0))
+
+
+def one_step_runs(configs: dict[str, Path], device: str, data_dir: Path) -> dict[str, Path]:
+    """One-step runs of the given stages, in order (speed does not depend on trained weights): the
+    tokenizer and LAM first, so that a dynamics run in `configs` trains on them."""
+    from genie.cli import main as genie
+
+    root, runs = Path(tempfile.mkdtemp()), {}
+    for stage, config in configs.items():
+        argv = ["train", stage, "--config", str(config), "--max_steps", "1", "--device", device]
+        argv += ["--data_dir", str(data_dir), "--output_dir", str(root), "--no_eval", "--quiet"]
+        if stage == "dynamics":
+            argv += ["--tokenizer_path", str(runs["tokenizer"]), "--lam_path", str(runs["lam"])]
+        assert genie(argv) == 0, argv
+        runs[stage] = next((root / stage).glob("run_*"))
+    return runs

@@ -14,15 +14,13 @@ says how far a stage is from what these cores or this GPU can do, not from a dat
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import build_trainer, machine, save, training_step
+from common import build_trainer, machine, one_step_runs, save, training_step
 from torch.utils import flop_counter
 
-from genie.cli import main as genie
 from genie.config import load_config
 from genie.stages.registry import stage_class
 
@@ -64,17 +62,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
             torch.cuda.synchronize()
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
     return best
-
-
-def upstream_runs(configs: dict[str, Path], device: str, data_dir: Path) -> dict:
-    """One-step tokenizer and LAM runs of the same sizes (speed does not depend on trained weights), for
-    the dynamics stage to load."""
-    root = Path(tempfile.mkdtemp())
-    for stage in ("tokenizer", "lam"):
-        argv = ["train", stage, "--config", str(configs[stage]), "--max_steps", "1", "--device", device]
-        argv += ["--data_dir", str(data_dir), "--output_dir", str(root), "--no_eval", "--quiet"]
-        assert genie(argv) == 0
-    return {s: next((root / s).glob("run_*")) for s in ("tokenizer", "lam")}
 
 
 def measure(
@@ -134,7 +121,7 @@ def main() -> None:
     result["peak_bf16_gflop_per_s"] = round(matmul_peak(device, torch.bfloat16) / 1e9, 1)
     peak = result[f"peak_{'fp32' if peak_dtype == torch.float32 else 'bf16'}_gflop_per_s"]
     configs = USER if a.user else TINY
-    upstream = upstream_runs(configs, a.device, a.data_dir)
+    upstream = one_step_runs({s: configs[s] for s in ("tokenizer", "lam")}, a.device, a.data_dir)
     for stage, path in configs.items():
         for batch in a.batch:
             r = measure(stage, path, a.device, a.data_dir, upstream, batch, a.steps)

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import uvicorn
 import websockets
-from common import machine, save
+from common import machine, one_step_runs, save
 
-from genie.cli import main as genie
 from genie.world import WorldModels
 from genie.world.server import MAX_SESSIONS, create_app
 
@@ -44,23 +43,8 @@ def rss_mb() -> float:
 
 def random_world(data_dir: Path) -> WorldModels:
     """One-step tiny runs of the three stages: a world of the tiny preset's shapes."""
-    root = Path(tempfile.mkdtemp())
-    common = [
-        "--max_steps",
-        "1",
-        "--data_dir",
-        str(data_dir),
-        "--output_dir",
-        str(root),
-        "--no_eval",
-        "--quiet",
-    ]
-    for stage in ("tokenizer", "lam"):
-        assert genie(["train", stage, "--config", str(ROOT / f"configs/tiny/{stage}.yaml"), *common]) == 0
-    runs = {s: str(next((root / s).glob("run_*"))) for s in ("tokenizer", "lam")}
-    argv = ["train", "dynamics", "--config", str(ROOT / "configs/tiny/dynamics.yaml"), *common]
-    assert genie([*argv, "--tokenizer_path", runs["tokenizer"], "--lam_path", runs["lam"]]) == 0
-    return WorldModels.load(next((root / "dynamics").glob("run_*")))
+    configs = {s: ROOT / f"configs/tiny/{s}.yaml" for s in ("tokenizer", "lam", "dynamics")}
+    return WorldModels.load(one_step_runs(configs, "cpu", data_dir)["dynamics"])
 
 
 async def tab(url: str, seconds: float) -> dict:
