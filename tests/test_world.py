@@ -234,6 +234,28 @@ def test_server_refuses_other_sites_pages_and_other_host_names(keyed, tmp_path):
         assert client.get("/info").status_code == 200
 
 
+def test_a_server_for_other_machines_needs_its_token(keyed, tmp_path):
+    """Bound beyond loopback (any Host), a request without the printed URL's token is refused; the URL sets
+    a cookie, so the page's own /info and /ws then pass without the token in them."""
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(keyed, fps=200, record_dir=tmp_path / "rec", hosts=None, token="s3cret")
+    with TestClient(app, base_url="http://10.1.2.3:8000") as client:
+        refused = client.get("/info")
+        assert refused.status_code == 403 and "token" in refused.json()["error"]
+        assert client.get("/?token=wrong").status_code == 403
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect("ws://10.1.2.3:8000/ws") as ws:
+            ws.receive_text()
+        page = client.get("/?token=s3cret")
+        assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+        assert client.get("/info").status_code == 200  # the cookie, not the URL
+        with client.websocket_connect("ws://10.1.2.3:8000/ws") as ws:
+            assert frames_of(ws, 1)
+    with TestClient(app, base_url="http://10.1.2.3:8000") as client:
+        client.cookies.set("genie_token", "wrong")
+        assert client.get("/info").status_code == 403
+
+
 def test_server_seeded_resets_replay_and_keys_change_the_frames(keyed, tmp_path):
     app = create_app(keyed, fps=200, record_dir=tmp_path)
     keys = keyed.actions.keys

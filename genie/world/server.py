@@ -20,6 +20,7 @@ import asyncio
 import base64
 import io
 import json
+import secrets
 import socket
 import tempfile
 import time
@@ -27,9 +28,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -96,28 +98,62 @@ class SameHostOnly:
     Requests whose Host is not one of `hosts` (None: any, for a server bound to every address), or whose
     Origin, when there is one, is not the Host's, get 403 (a websocket is closed before its handshake
     completes). Clients that send no Origin (scripts, curl) are not web pages.
+
+    `token` (a server reachable from other machines): every request must also carry it, as `?token=` in
+    the URL the server prints, or as the cookie the first such request sets (HttpOnly, SameSite=Strict), so
+    the page's own /info and /ws requests carry it without the script ever seeing it (as Jupyter does).
     """
 
-    def __init__(self, app, hosts: tuple[str, ...] | None) -> None:
+    COOKIE = "genie_token"
+
+    def __init__(self, app, hosts: tuple[str, ...] | None, token: str | None = None) -> None:
         self.app = app
         self.hosts = None if hosts is None else {h.strip("[]").lower() for h in hosts}
+        self.token = token
 
-    def _allowed(self, scope) -> bool:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    def _allowed(self, headers: dict[str, str]) -> bool:
         host = urlsplit(f"//{headers.get('host', '')}").hostname
         if host is None or (self.hosts is not None and host not in self.hosts):
             return False
         origin = headers.get("origin")
         return origin is None or urlsplit(origin).hostname == host
 
+    def _token_in(self, scope, headers: dict[str, str]) -> tuple[bool, bool]:
+        """-> (the request carries the token, it came in the URL: set the cookie)."""
+        if self.token is None:
+            return True, False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if any(secrets.compare_digest(t, self.token) for t in query.get("token", [])):
+            return True, True
+        cookies = SimpleCookie()
+        with suppress(CookieError):
+            cookies.load(headers.get("cookie", ""))
+        given = cookies.get(self.COOKIE)
+        return given is not None and secrets.compare_digest(given.value, self.token), False
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
-            await self.app(scope, receive, send)
-        elif scope["type"] == "http":
-            await JSONResponse({"error": "not this server's page"}, status_code=403)(scope, receive, send)
-        else:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        carries, from_url = self._token_in(scope, headers)
+        if not self._allowed(headers) or not carries:
+            reason = (
+                "not this server's page" if carries else "this server needs the token of the URL it printed"
+            )
+            if scope["type"] == "http":
+                return await JSONResponse({"error": reason}, status_code=403)(scope, receive, send)
             await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1008})
+            return await send({"type": "websocket.close", "code": 1008})
+        if not (from_url and scope["type"] == "http"):
+            return await self.app(scope, receive, send)
+        cookie = f"{self.COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
+
+        async def send_with_cookie(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
 
 
 def create_app(
@@ -127,11 +163,12 @@ def create_app(
     record_dir: Path = Path("evaluations/play"),
     prompt: Path | None = None,
     hosts: tuple[str, ...] | None = LOOPBACK,
+    token: str | None = None,
 ) -> FastAPI:
     """The app; `prompt` (an image or video file) starts every tab, later resets draw held-out episodes.
-    Only requests addressed to one of `hosts` are served (`SameHostOnly`)."""
+    Only requests addressed to one of `hosts`, with `token` if given, are served (`SameHostOnly`)."""
     app = FastAPI(title="genie play", docs_url=None, redoc_url=None)
-    app.add_middleware(SameHostOnly, hosts=hosts)
+    app.add_middleware(SameHostOnly, hosts=hosts, token=token)
     # All model calls run on one worker thread, so tabs take turns on the cores instead of several torch
     # calls (each with its own intra-op threads) oversubscribing them; the event loop stays free.
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genie-world")
@@ -344,10 +381,14 @@ def serve(
     _check_writable(record_dir)
     sock = _bind(host, port)  # before the banner: a port in use is one line, not a traceback after it
     hosts = LOOPBACK if host in LOOPBACK else None if host in ("0.0.0.0", "::") else (*LOOPBACK, host)
-    if host not in LOOPBACK:
-        print(f"warning: --host {host} serves the world to every machine that can reach this one")
-    app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt, hosts=hosts)
-    url = f"http://{host}:{port}/"
+    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
+    if token is not None:
+        print(
+            f"note: --host {host} serves the world to every machine that can reach this one; it answers "
+            "only requests that carry the token in the URL below (or the cookie that URL sets)"
+        )
+    app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt, hosts=hosts, token=token)
+    url = f"http://{host}:{port}/" + ("" if token is None else f"?token={token}")
     print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
     for line in models.actions.describe():
         print("  " + line)
