@@ -29,8 +29,10 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     from genie.data.store import EpisodeStore, ensure_dataset
 
     t0 = time.perf_counter()
+    phases = Phases()
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
     store = EpisodeStore.open(ensure_dataset(data_dir, "pong"))
+    phases.end("data")
     print("== 2/5 tokenizer: tiny preset on CPU (~9 min) ==")
     train("tokenizer", data_dir, max_steps)
     reports = sorted(Path("evaluations/tokenizer").glob(eval_glob("tokenizer")), key=_mtime)
@@ -39,11 +41,12 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
         keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
         print("tokenizer validation: " + ", ".join(f"{k[4:]}={metrics[k]:.3f}" for k in keys))
         print(f"videos and JSON: {reports[-1].parent}/")
+    phases.end("tokenizer")
     train_episodes = len(store.split_episodes("train"))
     if labelled_episodes:
         n = min(labelled_episodes, train_episodes)
         print(
-            f"== 3/5 latent action model: tiny preset on CPU, few-label mode (~4-5 min): the true actions of "
+            f"== 3/5 latent action model: tiny preset on CPU, few-label mode (~3-4 min): the true actions of "
             f"{n} of {train_episodes} training episodes tie the codes to up / down / stay, because "
             "unsupervised codes do not mean the controls (~0.5 on identifiable steps, docs/lam.md); "
             "LABELS=0 trains it without labels =="
@@ -72,6 +75,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
             f"{m['val/psnr_changed']:.2f} dB ({m['val/action_gain_db']:+.2f} dB over shuffled actions)"
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
+    phases.end("LAM")
     print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~10 min) ==")
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
@@ -98,6 +102,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
                 "long play (frames 257-1000 of 1,000 with held random keys): exactly one " + ", ".join(play)
             )
         print(f"videos and JSON: {reports[-1].parent}/")
+    phases.end("dynamics")
     print("== 5/5 report (and how well the keys control the paddle) ==")
     if genie(["report", "--runs", str(tokenizer), str(lam), str(dynamics)]) != 0:
         sys.exit(1)
@@ -111,8 +116,24 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
         )
     else:
         print("control: not measured (it needs a known paddle, as Pong's, and keys mapped to up and down)")
-    print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min.")
+    phases.end("report")
+    print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min ({phases}).")
     print(f"play it: .venv/bin/genie play --checkpoint {dynamics}   (arrow keys or W/S; opens your browser)")
+
+
+class Phases:
+    """Minutes each phase took (training and its evaluation together), for the closing line: the demo's
+    budget is 30 minutes, and a reader of a slow run should see where they went."""
+
+    def __init__(self) -> None:
+        self.last, self.minutes = time.perf_counter(), {}
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self.minutes[name], self.last = (now - self.last) / 60, now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {m:.1f}" for name, m in self.minutes.items())
 
 
 def _mtime(path: Path) -> float:

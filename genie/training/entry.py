@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from genie.config import config_from_dict, load_config
@@ -90,17 +91,29 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
             )
             for line in getattr(stage, "notes", []):
                 print(line)
+        t0 = time.perf_counter()
         result = trainer.train()
         if rt.is_main:
-            print(f"done: {result.step} steps; last checkpoint {result.last_checkpoint}")
+            print(
+                f"done: {result.step} steps in {_minutes(t0)} (validation included); last checkpoint "
+                f"{result.last_checkpoint}"
+            )
             if result.best:
                 print(f"best: step {result.best['step']} {result.best['metric']}={result.best['value']:.4g}")
             if not args.no_eval:
+                t0 = time.perf_counter()
                 stage, model, ckpt = stage_from_checkpoint(stage_name, result.run_dir, rt.device)
                 report = stage.report(model, ckpt, args.eval_dir)
-                print(f"evaluation of step {report['step']} written to {Path(args.eval_dir) / stage_name}/")
+                print(
+                    f"evaluation of step {report['step']} written to {Path(args.eval_dir) / stage_name}/ "
+                    f"in {_minutes(t0)}"
+                )
     finally:
         rt.close()
+
+
+def _minutes(t0: float) -> str:
+    return f"{(time.perf_counter() - t0) / 60:.1f} min"
 
 
 def _stage_kwargs(stage_name: str, args: argparse.Namespace, resume: dict | None) -> dict:

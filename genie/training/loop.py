@@ -345,11 +345,12 @@ class Trainer:
 
                 new_best = False
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                    t_val = time.perf_counter()
                     val = self.validate()
                     self.val_step = self.step
                     new_best = self._update_best(val)
-                    if rt.is_main:
-                        log.log(val, self.step)
+                    if rt.is_main:  # the validation's seconds beside its metrics: where a run's time goes
+                        log.log({**val, "val_seconds": time.perf_counter() - t_val}, self.step)
                         bar.write(
                             f"step {self.step}: "
                             + ", ".join(
