@@ -86,6 +86,17 @@ def test_one_action_per_transition():
     torch.testing.assert_close(decoded, out.prediction.clamp(0, 1))
 
 
+def test_reconstruct_decodes_only_the_first_clips():
+    """The few-label mode's labelled clips are only encoded: same actions, the first clips' predictions."""
+    model = tiny_lam()
+    x = torch.rand(3, 4, 3, 20, 24)
+    full, part = model(x), model(x, reconstruct=1)
+    assert part.prediction.shape == (1, 3, 3, 20, 24)
+    torch.testing.assert_close(part.prediction, full.prediction[:1])
+    torch.testing.assert_close(part.similarity, full.similarity)
+    assert torch.equal(part.actions, full.actions)
+
+
 def test_actions_and_predictions_are_causal_in_time():
     """Changing frame j changes no action of a transition ending before j and no prediction of a frame < j."""
     model = tiny_lam(context=3)

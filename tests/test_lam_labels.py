@@ -110,6 +110,19 @@ def test_the_training_loss_carries_the_label_term(store):
     assert loss.item() == pytest.approx(plain.item() + parts["label_ce"].item(), rel=1e-5)
 
 
+def test_labelled_clips_add_the_label_term_not_reconstruction(store):
+    """Each training clip's labelled partner is only encoded: the reconstruction term is the unlabelled
+    batch's alone, as in the unsupervised stage."""
+    labelled = LamStage(labelled_config(1.0), store, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = labelled.build()
+    batch = training_batch(store, [3, 4])
+    _, with_labels = labelled.loss(model, batch)
+    _, without = LamStage(tiny_config(), store, torch.device("cpu")).loss(model, batch)
+    assert with_labels["recon"].item() == pytest.approx(without["recon"].item(), rel=1e-6)
+    assert "label_ce" in with_labels and "label_ce" not in without
+
+
 def test_label_loss_ignores_unlabelled_transitions():
     similarity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     only_first = label_loss(similarity, torch.tensor([[0, -1]]), 10.0)

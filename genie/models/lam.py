@@ -28,7 +28,7 @@ from genie.models.st_transformer import STTransformer, patchify, unpatchify
 
 @dataclass
 class LamOutput:
-    prediction: Tensor  # [B, T-1, 3, H, W] frames 2..T, unclamped
+    prediction: Tensor  # [B, T-1, 3, H, W] frames 2..T, unclamped (B: the clips asked to reconstruct)
     actions: Tensor  # [B, T-1] int64, the latent action of each transition
     latents: Tensor  # [B, T-1, code dim], before quantisation
     similarity: Tensor  # [B, T-1, num codes] cosine of each latent to each code (the few-label mode's logits)
@@ -100,14 +100,19 @@ class LatentActionModel(nn.Module):
         pred = past + unpatchify(change, p, self.padded_height, self.padded_width)
         return pred[..., : self.height, : self.width]
 
-    def forward(self, frames: Tensor) -> LamOutput:
-        """frames [B, T, 3, H, W] in [0, 1] -> predicted frames 2..T, one action per transition, VQ losses."""
+    def forward(self, frames: Tensor, reconstruct: int | None = None) -> LamOutput:
+        """frames [B, T, 3, H, W] in [0, 1] -> predicted frames 2..T, one action per transition, VQ losses.
+
+        reconstruct: decode only the first that many clips (the prediction is [reconstruct, T-1, ...]); the
+        rest are only encoded. The few-label mode's labelled clips need only their actions, and the decoder,
+        which sees two frames per transition, is ~2/3 of the model's work."""
         self._check(frames)
         x = self._pad(frames)
         z = self._encode(x)
         vq = self.quantizer(z)
         similarity = F.normalize(z.float(), dim=-1) @ self.quantizer.codes().t()
-        return LamOutput(self._decode(x, vq.quantized), vq.indices, z, similarity, vq)
+        n = len(x) if reconstruct is None else reconstruct
+        return LamOutput(self._decode(x[:n], vq.quantized[:n]), vq.indices, z, similarity, vq)
 
     @torch.no_grad()
     def infer_actions(self, frames: Tensor) -> Tensor:

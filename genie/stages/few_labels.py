@@ -3,8 +3,9 @@
 Reconstruction alone is as happy with a state-dependent relabelling of up / down / stay as with the true
 one (docs/lam.md), so an unsupervised LAM's codes need not mean the controls. Nikulin et al. (2025) found
 the same with distractors and fixed it with a small labelled share mixed into every batch; here every
-training clip is paired with one clip of the labelled episodes, and a cross-entropy on the cosine
-similarities to the codes asks its identifiable transitions for their movement class.
+training clip is paired with one clip of the labelled episodes (only encoded: the label needs its
+actions, not its reconstruction), and a cross-entropy on the cosine similarities to the codes asks its
+identifiable transitions for their movement class.
 
 The labelled episodes are whole training episodes (never validation ones), drawn by the training seed and
 recorded in every checkpoint. Only identifiable transitions are labelled: on the others the next frame

@@ -106,17 +106,20 @@ class LamStage:
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.config.training
         x = to_float(batch["frames"])
-        if self.labels is not None:  # each clip brings one labelled clip: both reconstruct, one is labelled
+        n = len(x)
+        if (
+            self.labels is not None
+        ):  # each clip brings one labelled clip, only encoded: its actions are labelled
             frames, targets = self.labels.draw(batch["noise_seed"])
             x = torch.cat([x, to_float(frames.to(x.device))])
-        out = model(x)
-        target = x[:, 1:]
-        weight = 1.0 + t.foreground_weight * self.moving_mask(x).float()
+        out = model(x, reconstruct=n)
+        target = x[:n, 1:]
+        weight = 1.0 + t.foreground_weight * self.moving_mask(x[:n]).float()
         loss, parts = vq_objective(t, out.prediction, target, weight, out.vq)
         self.restarts.record(out.latents, out.vq.indices, self.config.model.codebook.num_codes)
         if self.labels is not None:
-            s, n = self.config.supervision, len(targets)
-            similarity, targets = out.similarity[-n:], targets.to(x.device)
+            s = self.config.supervision
+            similarity, targets = out.similarity[n:], targets.to(x.device)
             labelled = label_loss(similarity, targets, s.logit_scale)
             loss = loss + s.weight * labelled
             valid = targets >= 0
