@@ -417,6 +417,10 @@ def load_config(cls: type, path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise GenieError(f"{path}: not valid YAML{at}") from None
+    except UnicodeDecodeError:
+        raise GenieError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+    except OSError as e:
+        raise GenieError(f"config file {path} cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise GenieError(f"{path}: expected a mapping at the top level")
     return config_from_dict(cls, data, str(path))
