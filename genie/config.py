@@ -412,7 +412,7 @@ def load_config(cls: type, path: Path) -> Any:
     if not path.is_file():
         raise GenieError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

@@ -95,6 +95,9 @@ def test_reconstruct_decodes_only_the_first_clips():
     torch.testing.assert_close(part.prediction, full.prediction[:1])
     torch.testing.assert_close(part.similarity, full.similarity)
     assert torch.equal(part.actions, full.actions)
+    for bad in (0, 4):
+        with pytest.raises(GenieError, match="reconstruct"):
+            model(x, reconstruct=bad)
 
 
 def test_actions_and_predictions_are_causal_in_time():

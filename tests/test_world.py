@@ -251,9 +251,14 @@ def test_a_server_for_other_machines_needs_its_token(keyed, tmp_path):
         assert client.get("/info").status_code == 200  # the cookie, not the URL
         with client.websocket_connect("ws://10.1.2.3:8000/ws") as ws:
             assert frames_of(ws, 1)
+        assert "genie_token_8000=" in page.headers["set-cookie"]  # one cookie per port: servers side by side
     with TestClient(app, base_url="http://10.1.2.3:8000") as client:
-        client.cookies.set("genie_token", "wrong")
+        client.cookies.set("genie_token_8000", "wrong")
         assert client.get("/info").status_code == 403
+        assert client.get("/info?token=%C3%A9").status_code == 403  # non-ASCII: refused, not a 500
+        # a malformed cookie of another app on this host does not hide ours
+        headers = {"cookie": "other=a b; genie_token_8000=s3cret"}
+        assert client.get("/info", headers=headers).status_code == 200
 
 
 def test_server_seeded_resets_replay_and_keys_change_the_frames(keyed, tmp_path):

@@ -107,6 +107,8 @@ class LatentActionModel(nn.Module):
         rest are only encoded. The few-label mode's labelled clips need only their actions, and the decoder,
         which sees two frames per transition, is ~2/3 of the model's work."""
         self._check(frames)
+        if reconstruct is not None and not 0 < reconstruct <= len(frames):
+            raise GenieError(f"reconstruct {reconstruct}: expected 1..{len(frames)} (the clips given)")
         x = self._pad(frames)
         z = self._encode(x)
         vq = self.quantizer(z)

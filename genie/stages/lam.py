@@ -107,9 +107,8 @@ class LamStage:
         t = self.config.training
         x = to_float(batch["frames"])
         n = len(x)
-        if (
-            self.labels is not None
-        ):  # each clip brings one labelled clip, only encoded: its actions are labelled
+        # each clip brings one labelled clip, only encoded: its actions are what the label term needs
+        if self.labels is not None:
             frames, targets = self.labels.draw(batch["noise_seed"])
             x = torch.cat([x, to_float(frames.to(x.device))])
         out = model(x, reconstruct=n)

@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -132,7 +133,12 @@ def resolve_checkpoint(path: Path, *, prefer: str = "best") -> Path:
 
 
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)[:120]
+    """The cause in one short line. torch's weights-only refusal opens with advice to load the file with
+    code execution on, which is the wrong advice for a file that is not a genie checkpoint: keep its cause."""
+    text = str(e).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:120]
 
 
 def load_checkpoint(
@@ -141,7 +147,9 @@ def load_checkpoint(
     """Load a checkpoint as data; a missing, corrupt or wrong-stage file is a GenieError."""
     path = resolve_checkpoint(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns of pickle protocols it may not read: we say why below
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e):  # torch names the callable a crafted file would call
             raise GenieError(

@@ -91,12 +91,12 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
             )
             for line in getattr(stage, "notes", []):
                 print(line)
-        t0 = time.perf_counter()
+        t0, first = time.perf_counter(), trainer.step
         result = trainer.train()
         if rt.is_main:
             print(
-                f"done: {result.step} steps in {_minutes(t0)} (validation included); last checkpoint "
-                f"{result.last_checkpoint}"
+                f"done: step {result.step} ({result.step - first} steps in {_minutes(t0)}, validation "
+                f"included); last checkpoint {result.last_checkpoint}"
             )
             if result.best:
                 print(f"best: step {result.best['step']} {result.best['metric']}={result.best['value']:.4g}")

@@ -28,7 +28,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -37,6 +36,7 @@ import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
+from starlette.requests import cookie_parser
 
 from genie.errors import GenieError
 from genie.world.world import World, WorldModels
@@ -104,12 +104,10 @@ class SameHostOnly:
     the page's own /info and /ws requests carry it without the script ever seeing it (as Jupyter does).
     """
 
-    COOKIE = "genie_token"
-
     def __init__(self, app, hosts: tuple[str, ...] | None, token: str | None = None) -> None:
         self.app = app
         self.hosts = None if hosts is None else {h.strip("[]").lower() for h in hosts}
-        self.token = token
+        self.token = None if token is None else token.encode()
 
     def _allowed(self, headers: dict[str, str]) -> bool:
         host = urlsplit(f"//{headers.get('host', '')}").hostname
@@ -118,18 +116,26 @@ class SameHostOnly:
         origin = headers.get("origin")
         return origin is None or urlsplit(origin).hostname == host
 
+    @staticmethod
+    def cookie_name(scope) -> str:
+        """One cookie per port: browsers share cookies across a host's ports, and two servers must not
+        overwrite each other's."""
+        server = scope.get("server") or ("", None)
+        return f"genie_token_{server[1]}" if server[1] else "genie_token"
+
+    def _matches(self, given: str) -> bool:
+        return secrets.compare_digest(given.encode("utf-8", "replace"), self.token)  # bytes: any input
+
     def _token_in(self, scope, headers: dict[str, str]) -> tuple[bool, bool]:
         """-> (the request carries the token, it came in the URL: set the cookie)."""
         if self.token is None:
             return True, False
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if any(secrets.compare_digest(t, self.token) for t in query.get("token", [])):
+        if any(self._matches(t) for t in query.get("token", [])):
             return True, True
-        cookies = SimpleCookie()
-        with suppress(CookieError):
-            cookies.load(headers.get("cookie", ""))
-        given = cookies.get(self.COOKIE)
-        return given is not None and secrets.compare_digest(given.value, self.token), False
+        # starlette's parser, as browsers do, keeps the other cookies when one is malformed
+        given = cookie_parser(headers.get("cookie", "")).get(self.cookie_name(scope))
+        return given is not None and self._matches(given), False
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -146,7 +152,7 @@ class SameHostOnly:
             return await send({"type": "websocket.close", "code": 1008})
         if not (from_url and scope["type"] == "http"):
             return await self.app(scope, receive, send)
-        cookie = f"{self.COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
+        cookie = b"%s=%s; Path=/; HttpOnly; SameSite=Strict" % (self.cookie_name(scope).encode(), self.token)
 
         async def send_with_cookie(message) -> None:
             if message["type"] == "http.response.start":
@@ -388,7 +394,8 @@ def serve(
             "only requests that carry the token in the URL below (or the cookie that URL sets)"
         )
     app = create_app(models, fps=fps, record_dir=record_dir, prompt=prompt, hosts=hosts, token=token)
-    url = f"http://{host}:{port}/" + ("" if token is None else f"?token={token}")
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    url = f"http://{shown}:{port}/" + ("" if token is None else f"?token={token}")
     print(f"playing {models.checkpoint} at {url} (Ctrl-C to stop)")
     for line in models.actions.describe():
         print("  " + line)
