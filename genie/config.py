@@ -286,6 +286,9 @@ class DynamicsTrainingConfig(TrainingConfig):
     # (unmasked) tokens by random ones, so the model learns to predict through errors in its context;
     # the tokens it is scored on (the masked ones) keep their true labels.
     context_noise: float = 0.0
+    # Share of clips whose frames before a random cut stay unmasked (the rest as above): play predicts each
+    # new frame from a clean past, which masking every frame at one rate shows only for frame 1.
+    clean_prefix: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -298,6 +301,8 @@ class DynamicsTrainingConfig(TrainingConfig):
         for name in ("action_dropout", "context_noise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a number in [0, 1)")
+        if not 0.0 <= self.clean_prefix <= 1.0:
+            raise ValueError(f"clean_prefix {self.clean_prefix}: expected a number in [0, 1]")
 
 
 @dataclass

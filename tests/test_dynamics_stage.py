@@ -44,6 +44,21 @@ def test_mask_rate_is_drawn_per_clip_and_spares_the_first_frame():
     assert torch.equal(sample_mask(torch.Size([2, 4, 144]), 0.5, 1.0, seeds[10:12]), mask[10:12])
 
 
+def test_a_clean_prefix_leaves_the_frames_before_a_cut_visible_and_the_rest_as_before():
+    seeds = torch.arange(64) + 1000
+    plain = sample_mask(torch.Size([64, 8, 144]), 0.5, 1.0, seeds)
+    prefix = sample_mask(torch.Size([64, 8, 144]), 0.5, 1.0, seeds, prefix_share=1.0)
+    masked_frames = prefix.any(dim=2)  # [B, T]: frames with any masked token
+    cuts = masked_frames.float().argmax(dim=1)  # the first masked frame of each clip
+    for b, c in enumerate(cuts.tolist()):
+        assert 1 <= c <= 7
+        assert not prefix[b, :c].any()  # a clean past up to the cut
+        assert torch.equal(prefix[b, c:], plain[b, c:])  # from the cut on, the plain mask
+    assert len(set(cuts.tolist())) >= 5  # the cut is drawn per clip, over 1..T-1
+    half = sample_mask(torch.Size([64, 8, 144]), 0.5, 1.0, seeds, prefix_share=0.5)
+    with_prefix = (~half[:, 1].any(dim=1)).float().mean()  # frame 1 untouched: a prefix was kept
+    assert 0.25 < with_prefix < 0.75
+
 def test_delta_psnr_on_hand_made_frames():
     torch.manual_seed(0)
     target = torch.rand(2, 3, 8, 8)

@@ -64,16 +64,23 @@ def _with_error(key: str) -> bool:
     return "delta_psnr" in key or key == "val/rollout_psnr"
 
 
-def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor) -> Tensor:
+def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor, prefix_share: float = 0.0) -> Tensor:
     """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
     each token of frames 1.. with that probability; frame 0 is always context. Clip b's draws come from its
-    own seed (`seeds[b]`, from the sampler), so a clip gets the same mask on any rank or micro-batch."""
+    own seed (`seeds[b]`, from the sampler), so a clip gets the same mask on any rank or micro-batch.
+
+    With `prefix_share`, that share of clips also keeps the frames before a random cut frame c (uniform in
+    1..T-1) unmasked: play predicts a frame from a whole clean past, which the all-frames mask never shows
+    beyond frame 1."""
     B, T, N = shape
     masks = []
     for seed in seeds.tolist():
         g = torch.Generator().manual_seed(seed)
         rate = torch.rand((), generator=g) * (high - low) + low
-        masks.append(torch.rand(T, N, generator=g) < rate)
+        mask = torch.rand(T, N, generator=g) < rate
+        if prefix_share and torch.rand((), generator=g) < prefix_share:
+            mask[: int(torch.randint(1, T, (), generator=g))] = False
+        masks.append(mask)
     mask = torch.stack(masks).to(seeds.device)
     mask[:, 0] = False
     return mask
@@ -214,7 +221,7 @@ class DynamicsStage:
             tokens = self.tokenizer.encode(to_float(batch["frames"]))  # (b, t, n)
             actions = self.actions_of(batch)
         seeds, vocab = batch["noise_seed"], self.config.model.token_embedding.vocab_size
-        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds)
+        mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds, t.clean_prefix)
         inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds).masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
         logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds))
