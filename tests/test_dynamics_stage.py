@@ -59,6 +59,7 @@ def test_a_clean_prefix_leaves_the_frames_before_a_cut_visible_and_the_rest_as_b
     with_prefix = (~half[:, 1].any(dim=1)).float().mean()  # frame 1 untouched: a prefix was kept
     assert 0.25 < with_prefix < 0.75
 
+
 def test_delta_psnr_on_hand_made_frames():
     torch.manual_seed(0)
     target = torch.rand(2, 3, 8, 8)

@@ -64,7 +64,9 @@ def _with_error(key: str) -> bool:
     return "delta_psnr" in key or key == "val/rollout_psnr"
 
 
-def sample_mask(shape: torch.Size, low: float, high: float, seeds: Tensor, prefix_share: float = 0.0) -> Tensor:
+def sample_mask(
+    shape: torch.Size, low: float, high: float, seeds: Tensor, prefix_share: float = 0.0
+) -> Tensor:
     """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
     each token of frames 1.. with that probability; frame 0 is always context. Clip b's draws come from its
     own seed (`seeds[b]`, from the sampler), so a clip gets the same mask on any rank or micro-batch.
