@@ -48,6 +48,21 @@ def test_non_causal_sees_the_future():
     assert (net(x2)[:, 0] - net(x)[:, 0]).abs().amax() > 1e-3
 
 
+def test_rotary_turns_each_half_split_pair_by_its_angle():
+    """apply_rotary against RoPE written out: pair (x_i, x_{i+hd/2}) turns by position * 10000^(-2i/hd)."""
+    from genie.models.st_transformer import apply_rotary, rotary_cos_sin
+
+    torch.manual_seed(0)
+    x, positions, hd = torch.randn(2, 3, 5, 8), torch.tensor([0, 1, 4, 9, 37]), 8
+    angle = positions[:, None].double() * 10000 ** (-torch.arange(0, hd, 2).double() / hd)  # (t, hd/2)
+    x1, x2 = x.double().chunk(2, dim=-1)
+    expected = torch.cat([x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()], dim=-1)
+    out = apply_rotary(x, *rotary_cos_sin(positions, hd))
+    assert out.dtype == x.dtype
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(out.norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation keeps lengths
+
+
 def test_rotary_depends_on_offsets_only():
     """Shifting all frame positions by a constant leaves temporal attention unchanged (sliding window)."""
     from genie.models.st_transformer import Attention, rotary_cos_sin
