@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genie.data.clips import ClipDataset, spread  # noqa: E402
+from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
 from genie.stages.dynamics import REPORT_CLIPS  # noqa: E402
 from genie.training.sampler import validation_clips  # noqa: E402
 from genie.world import World, WorldModels  # noqa: E402
@@ -48,7 +48,7 @@ def delta_psnr(models: WorldModels) -> dict[str, float]:
     stage.sampling = models.sampling
     T = stage.config.data.sequence_length
     val = ClipDataset(stage.store, "val", T, stride=T)
-    picks = spread(len(val), REPORT_CLIPS)
+    picks = evenly_spaced(len(val), REPORT_CLIPS)
     loader = DataLoader(validation_clips(val, picks), batch_size=8)
     batches = ({k: v.to(stage.device) for k, v in b.items()} for b in loader)
     metrics = stage.evaluate(model, batches, rollouts=len(picks))

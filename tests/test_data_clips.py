@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from genie.data.clips import ClipDataset, spread
+from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import median_background, to_float, to_uint8
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
@@ -93,8 +93,8 @@ def test_median_background_is_the_empty_court(pong_dataset: Path) -> None:
     assert share_equal > 0.97  # ball and paddles are a few % of a frame
 
 
-def test_spread_covers_both_ends_without_repeats() -> None:
-    assert spread(10, 4) == [0, 3, 6, 9]
-    assert spread(3, 8) == [0, 1, 2]  # asking for more than there are gives each once
-    assert spread(1000, 7)[0] == 0 and spread(1000, 7)[-1] == 999
-    assert spread(0, 5) == []
+def test_evenly_spaced_covers_both_ends_without_repeats() -> None:
+    assert evenly_spaced(10, 4) == [0, 3, 6, 9]
+    assert evenly_spaced(3, 8) == [0, 1, 2]  # asking for more than there are gives each once
+    assert evenly_spaced(1000, 7)[0] == 0 and evenly_spaced(1000, 7)[-1] == 999
+    assert evenly_spaced(0, 5) == []

@@ -17,7 +17,7 @@ from genie.data.store import EpisodeStore
 from genie.errors import GenieError
 
 
-def spread(n: int, k: int) -> list[int]:
+def evenly_spaced(n: int, k: int) -> list[int]:
     """Up to k of the indices 0..n-1, evenly spread, so that a fixed sample of clips or frames covers
     every episode of a split rather than its first few."""
     return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64)).tolist()

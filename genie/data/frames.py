@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genie.data.clips import spread
+from genie.data.clips import evenly_spaced
 from genie.data.store import EpisodeStore
 
 
@@ -33,7 +33,7 @@ def median_background(store: EpisodeStore, split: str = "train", max_frames: int
     """
     episodes = store.episodes[store.split_episodes(split)]
     index = np.concatenate([np.arange(s, e) for s, e in episodes])
-    picks = np.asarray(spread(len(index), max_frames))
+    picks = np.asarray(evenly_spaced(len(index), max_frames))
     frames = torch.from_numpy(np.asarray(store.frames[index[picks]]))  # (n, H, W, 3) uint8
     return frames.median(dim=0).values.numpy()  # the lower median: stays uint8, no float copy
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genie.config import DynamicsConfig, LamConfig, load_config
 from genie.data.actions import class_ids
-from genie.data.clips import ClipDataset, spread
+from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
@@ -322,7 +322,7 @@ class DynamicsStage:
         d, step = self.config.data, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "dynamics"
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = spread(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS)
         loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
         bar = progress_bar(total=len(loader) + 3, desc=f"evaluating dynamics step {step}", unit="part")
 
@@ -381,7 +381,7 @@ class DynamicsStage:
         ]
         if not starts:
             return None, {}
-        picks = spread(len(starts), LONG_ROLLOUTS)
+        picks = evenly_spaced(len(starts), LONG_ROLLOUTS)
         real = np.stack([np.asarray(self.store.frames[starts[i] : starts[i] + length]) for i in picks])
         batch: Batch = {"frames": torch.from_numpy(real).permute(0, 1, 4, 2, 3).to(self.device)}
         if self.store.actions is not None:
@@ -422,7 +422,7 @@ class DynamicsStage:
         """`eval_play_frames` (1,000) frames of play with held random actions from `eval_play_prompts` (8)
         held-out prompts spread over the validation split: object counts per window (evaluation.long_play)."""
         val = ClipDataset(self.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
-        picks = spread(len(val), self.config.training.eval_play_prompts)
+        picks = evenly_spaced(len(val), self.config.training.eval_play_prompts)
         batch = {k: torch.stack([val[i][k] for i in picks]).to(self.device) for k in val[0]}
         return long_play(
             model,

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Subset
 
 from genie.config import LamConfig
 from genie.data.actions import class_ids, class_representatives
-from genie.data.clips import ClipDataset, spread
+from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.action_metrics import agreement, linear_probe_accuracy
@@ -237,7 +237,7 @@ class LamStage:
         out_dir = Path(eval_dir) / "lam"
         stem = f"{eval_stem('lam', step)}_{run}"
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = spread(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS)
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics, details = self._measure(

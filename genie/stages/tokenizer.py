@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from genie.config import TokenizerConfig
-from genie.data.clips import ClipDataset, spread
+from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
@@ -105,7 +105,7 @@ class TokenizerStage:
         T, step = d.sequence_length, int(checkpoint["step"])
         out_dir = Path(eval_dir) / "tokenizer"
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = spread(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS)
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))

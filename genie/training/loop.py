@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from genie.config import TrainingConfig, config_to_dict
-from genie.data.clips import spread
+from genie.data.clips import evenly_spaced
 from genie.errors import GenieError, Stopped
 from genie.progress import progress_bar
 from genie.training.checkpoint import (
@@ -169,7 +169,7 @@ class Trainer:
             persistent_workers=workers > 0,
         )
         # A fixed, evenly spread set of validation clips, sharded over ranks, in micro-batches.
-        picks = spread(len(val_set), self.cfg.eval_batches * self.batch_size)
+        picks = evenly_spaced(len(val_set), self.cfg.eval_batches * self.batch_size)
         self.val_loader = DataLoader(
             validation_clips(val_set, picks[rt.rank :: world]), batch_size=self.micro
         )

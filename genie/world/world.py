@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from genie.data.actions import class_ids
-from genie.data.clips import ClipDataset, spread
+from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float, to_uint8
 from genie.data.readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_images, read_video
 from genie.data.resize import resize_frames
@@ -89,7 +89,7 @@ def action_map(stage: DynamicsStage) -> ActionMap:
     if stage.lam is None:  # the model was trained on the movement classes themselves
         return ActionMap(names, [1.0] * len(names), [0] * len(names), "true actions (oracle model)")
     val = ClipDataset(store, "val", stage.lam_clip, stride=stage.lam_clip)
-    picks = spread(len(val), MAP_CLIPS)
+    picks = evenly_spaced(len(val), MAP_CLIPS)
     clips = [val[i] for i in picks]
     frames = to_float(torch.stack([c["frames"] for c in clips]).to(stage.device))
     if store.actions is None or not store.movement_classes:
