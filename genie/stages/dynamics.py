@@ -248,7 +248,8 @@ class DynamicsStage:
     ) -> dict[str, Tensor]:
         """Generate frames PROMPT_FRAMES.. of clips [B, T, 3, H, W] (float) from their first frames.
 
-        Returns decoded frames [B, H, 3, H, W] from the given actions and from uniformly random ones.
+        Returns decoded frames [B, T - PROMPT_FRAMES, 3, H, W] (H: rows) from the given actions and from
+        uniformly random ones.
         Both rollouts draw the same sampling noise (common random numbers), so their difference, the
         ΔtPSNR, measures the actions and not two different draws of the sampler.
         """
