@@ -38,6 +38,12 @@ def row(path: Path) -> dict[str, float]:
     return out
 
 
+def mean_sd(values: list[float], fmt: str) -> str:
+    """'mean ± sd' over seeds (sd with n - 1; nan for one seed)."""
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):{fmt}} ± {sd:{fmt.lstrip('+')}}"
+
+
 def main() -> None:
     runs = defaultdict(dict)
     for path in sorted(Path(sys.argv[1]).glob("*_seed*.json")):
@@ -61,16 +67,13 @@ def main() -> None:
                 f"| {play} |"
             )
     for variant, seeds in runs.items():
-
-        def ms(key: str, fmt: str, seeds: dict = seeds) -> str:
-            values = [r[key] for r in seeds.values()]
-            sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-            return f"{statistics.mean(values):{fmt}} ± {sd:{fmt.lstrip('+')}}"
-
+        col = {key: [r[key] for r in seeds.values()] for key in next(iter(seeds.values()))}
         print(
-            f"| **{variant}, mean ± sd ({len(seeds)} seeds)** | | {ms('token_acc', '.3f')} | "
-            f"{ms('up', '.0f')}% / {ms('down', '.0f')}% | {ms('psnr', '.2f')} | {ms('dt4', '+.2f')} | "
-            f"{ms('dt4m', '+.2f')} | agent one {ms('agent_paddle_one', '.2f')} |"
+            f"| **{variant}, mean ± sd ({len(seeds)} seeds)** | | {mean_sd(col['token_acc'], '.3f')} | "
+            f"{mean_sd(col['up'], '.0f')}% / {mean_sd(col['down'], '.0f')}% | "
+            f"{mean_sd(col['psnr'], '.2f')} | "
+            f"{mean_sd(col['dt4'], '+.2f')} | {mean_sd(col['dt4m'], '+.2f')} | "
+            f"agent one {mean_sd(col['agent_paddle_one'], '.2f')} |"
         )
 
 

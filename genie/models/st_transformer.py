@@ -47,8 +47,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     (x_i, x_{i+hd/2}) turns by its angle, x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin (GPT-NeoX's half-split
     layout). The roll and the signed sin table do rotate-half's chunk, negation and concatenation in one
     copy (2-4% off a tiny stack's step, benchmarks/README.md)."""
-    rotated = torch.addcmul(x.float() * cos, x.float().roll(x.shape[-1] // 2, dims=-1), sin)
-    return rotated.to(x.dtype)
+    xf = x.float()
+    return torch.addcmul(xf * cos, xf.roll(x.shape[-1] // 2, dims=-1), sin).to(x.dtype)
 
 
 def window_mask(queries: Tensor, keys: Tensor, window: int) -> Tensor:
