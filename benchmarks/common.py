@@ -42,7 +42,8 @@ def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> 
 def build_trainer(stage_name: str, config, data_dir: Path, device: str = "cpu", upstream: dict | None = None):
     """The real training loop of one stage on Pong (a throwaway run directory), ready to step."""
     from genie.data.clips import ClipDataset
-    from genie.stages.registry import open_dataset_for, stage_class
+    from genie.inference import open_dataset_for
+    from genie.stages.registry import stage_class
     from genie.training.loop import Trainer
     from genie.training.runtime import setup_runtime
 

@@ -77,7 +77,7 @@ def main() -> None:
         batch = next(data)
         with torch.no_grad():
             timed = {"tokenizer_encode": lambda: stage.tokenizer.encode(to_float(batch["frames"]))}
-            if stage.lam is not None:
+            if stage.actions.lam is not None:
                 timed["lam_actions"] = lambda: stage.actions_of(batch)
             for name, fn in timed.items():
                 fn()

@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
-from genie.stages.dynamics import REPORT_CLIPS  # noqa: E402
+from genie.models.dynamics import DynamicsModel  # noqa: E402
+from genie.stages.dynamics import REPORT_CLIPS, DynamicsStage  # noqa: E402
+from genie.stages.registry import stage_from_checkpoint  # noqa: E402
 from genie.training.sampler import validation_clips  # noqa: E402
 from genie.world import World, WorldModels  # noqa: E402
 from genie.world.control import control_rate  # noqa: E402
@@ -43,9 +45,7 @@ def play_fps(models: WorldModels) -> float:
 
 
 @torch.no_grad()
-def delta_psnr(models: WorldModels) -> dict[str, float]:
-    stage, model = models.stage, models.dynamics
-    stage.sampling = models.sampling
+def delta_psnr(stage: DynamicsStage, model: DynamicsModel) -> dict[str, float]:
     T = stage.config.data.sequence_length
     val = ClipDataset(stage.store, "val", T, stride=T)
     picks = evenly_spaced(len(val), REPORT_CLIPS)
@@ -72,17 +72,18 @@ def main() -> None:
     a = p.parse_args()
     results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "top_p": a.top_p}
     results["by_guidance"] = {}
+    stage, model, _ = stage_from_checkpoint("dynamics", a.run, torch.device("cpu"))  # the evaluation's code
     for w in a.guidance:
         models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature, top_p=a.top_p)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
+        stage.sampling = models.sampling
         if not a.no_delta:
-            row |= delta_psnr(models)
+            row |= delta_psnr(stage, model)
         if a.long_play or a.play_frames:
-            models.stage.sampling = models.sampling
             if a.play_frames:
-                models.stage.config.training.eval_play_frames = a.play_frames
-            models.stage.config.training.eval_play_prompts = a.play_prompts
-            row |= models.stage._long_play(models.dynamics)
+                stage.config.training.eval_play_frames = a.play_frames
+            stage.config.training.eval_play_prompts = a.play_prompts
+            row |= stage._long_play(model)
         results["by_guidance"][str(w)] = row
         c, nan = row["control"] or {}, float("nan")
         print(

@@ -162,9 +162,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from genie.evaluation.entry import eval_from_args
+    """Videos and metrics JSON of a checkpoint or run directory: its stage's final evaluation."""
+    import json
 
-    eval_from_args(args.stage, args)
+    from genie.stages.registry import stage_from_checkpoint
+    from genie.training.runtime import resolve_device
+
+    stage, model, ckpt = stage_from_checkpoint(
+        args.stage, args.checkpoint, resolve_device(args.device), data_dir=args.data_dir, dataset=args.dataset
+    )
+    report = stage.report(model, ckpt, args.eval_dir)
+    print(json.dumps(report["metrics"], indent=2))
+    print(f"written to {Path(args.eval_dir) / args.stage}/")
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
@@ -196,7 +205,7 @@ def _cmd_play(args: argparse.Namespace) -> None:
     native = (
         60 / manifest["frameskip"] if manifest.get("source") == "ale" and manifest.get("frameskip") else None
     )
-    default = native or models.stage.config.data.fps  # ALE runs at 60 Hz, one frame per frameskip
+    default = native or models.trained.fps  # ALE runs at 60 Hz, one frame per frameskip
     fps = default if args.fps is None else args.fps  # serve() refuses 0
     serve(
         models,

@@ -8,8 +8,8 @@ from tiny_runs import DYNAMICS, LAM, write
 
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
+from genie.inference import load_model
 from genie.stages.dynamics import corrupt_context, drop_actions, sample_mask
-from genie.stages.registry import model_from_checkpoint
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
@@ -108,7 +108,7 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     assert "play/ball_one_t1000" not in metrics and metrics["play/horizon"] == 70
     assert 0 < metrics["long/foreground_share_real"] < 0.05  # paddles, ball and score on an empty court
     # the dynamics clips' tokens were read through the tokenizer's own window, whatever their length
-    tokenizer, ckpt = model_from_checkpoint("tokenizer", upstream["tokenizer"], torch.device("cpu"))
+    tokenizer, ckpt = load_model("tokenizer", upstream["tokenizer"], torch.device("cpu"))
     assert tokenizer.window == ckpt["config"]["data"]["sequence_length"]
     # a run directory is enough to evaluate: it knows its upstream checkpoints
     assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0

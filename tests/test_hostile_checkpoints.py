@@ -119,7 +119,7 @@ def main_raising(argv: list[str]) -> None:
 
 
 def test_a_checkpoint_near_the_filesystem_root_resolves_its_upstream_paths() -> None:
-    from genie.stages.registry import upstream_paths
+    from genie.inference import upstream_paths
 
     recorded = {"tokenizer": {"path": "checkpoints/tokenizer/run_x/checkpoint_step_1.pt"}, "actions": "lam"}
     assert upstream_paths(recorded, Path("/world.pt")) == {

@@ -470,7 +470,7 @@ def test_control_rate_on_a_world_and_on_the_real_frames(keyed):
 
 
 def test_recorded_relative_upstream_paths_resolve_from_any_directory(tmp_path, monkeypatch):
-    from genie.stages.registry import upstream_paths
+    from genie.inference import upstream_paths
 
     root = tmp_path / "project"
     (root / "checkpoints/tokenizer/run_1").mkdir(parents=True)

@@ -23,6 +23,12 @@ from genie.models.tokenizer import VideoTokenizer
 WINDOWS = ((1, 64), (65, 256), (257, 1000))  # generated frames, 1-based, inclusive
 MAX_HOLD = 8  # the longest an action is held, as the data's behaviour policy
 DECODE_CHUNK = 64  # frames decoded at once
+# The long rollouts beside long play (the dynamics evaluation): LONG_ROLLOUTS rollouts of LONG_HORIZON frames
+# from starts spread over the validation episodes, actions inferred from the real frames, objects looked
+# for in their last LONG_MEASURED frames.
+LONG_HORIZON = 64
+LONG_ROLLOUTS = 8
+LONG_MEASURED = LONG_HORIZON // 4
 
 
 def held_random_actions(num_actions: int, batch: int, length: int, generator: torch.Generator) -> Tensor:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genie.errors import GenieError
+from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, WINDOWS
 from genie.outputs import STAGES, eval_glob
 from genie.training.checkpoint import load_checkpoint, read_best
 
@@ -90,7 +91,7 @@ def play_gif(models: WorldModels, out: Path) -> dict[str, Any]:
             played.append(label if label in keys else "stay")
     scale = 3
     images = [Image.fromarray(f.repeat(scale, 0).repeat(scale, 1)) for f in frames]
-    fps = models.stage.config.data.fps
+    fps = models.trained.fps
     images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     ms = float(np.median(latencies[1:])) if len(latencies) > 1 else float(latencies[0])
     return {
@@ -101,7 +102,7 @@ def play_gif(models: WorldModels, out: Path) -> dict[str, Any]:
         "median_ms_per_frame": round(ms, 2),
         "frames_per_second": round(1000 / ms, 1),
         "sampling": vars(models.sampling),
-        "actions": "true actions (oracle)" if models.stage.lam is None else "latent actions from the LAM",
+        "actions": models.trained.actions.describe(),
     }
 
 
@@ -142,8 +143,6 @@ def _long_table(metrics: dict[str, float]) -> str:
         names.append("foreground_share")
     if not names:
         return ""
-    from genie.stages.dynamics import LONG_HORIZON, LONG_MEASURED
-
     columns = (f"last {LONG_MEASURED} of {LONG_HORIZON} frames", "generated", "tokenizer", "real")
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = "".join(
@@ -160,8 +159,6 @@ def _long_table(metrics: dict[str, float]) -> str:
 def _play_table(metrics: dict[str, float]) -> str:
     """Long play's object counts: one row per object, one column per window of generated frames and the
     real frames; each cell 'exactly one / two or more' (shares of frames)."""
-    from genie.evaluation.long_play import WINDOWS
-
     names = [k[len("play/") : -len("_one_real")] for k in metrics if k.endswith("_one_real")]
     windows = [(f, last) for f, last in WINDOWS if f"play/{names[0]}_one_t{last}" in metrics] if names else []
     if not windows:

@@ -1,7 +1,8 @@
 """Dynamics stage: MaskGIT over frozen tokenizer tokens and frozen latent actions (Genie Sec. 2.1).
 
 The tokenizer and the LAM are loaded from their checkpoints (a run directory means its best one),
-frozen, and checked against this config: vocabulary, action count and resolution must fit. With
+frozen, and checked against this config by `genie.inference.load_upstream`: vocabulary, action count
+and resolution must fit. With
 `actions: true` the same model trains on the dataset's true movement classes instead of the LAM's
 codes: an oracle that shows how much control the LAM loses.
 
@@ -12,7 +13,6 @@ random actions), over all pixels and over the moving ones (only the paddles answ
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,17 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genie.config import DynamicsConfig, LamConfig, load_config
-from genie.data.actions import class_ids
+from genie.config import DynamicsConfig
 from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
-from genie.errors import GenieError
-from genie.evaluation.long_play import long_play
+from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, LONG_ROLLOUTS, long_play
 from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, standard_error
 from genie.evaluation.objects import game_objects, objects_seen
 from genie.evaluation.video import side_by_side, to_rgb_uint8, write_mp4
-from genie.models.dynamics import DynamicsModel, SamplingConfig
+from genie.inference import PROMPT_FRAMES, build_dynamics, load_upstream, sampling_of
+from genie.models.dynamics import DynamicsModel
 from genie.outputs import eval_stem
 from genie.progress import progress_bar
 from genie.stages.common import dataset_record, keep_per_run, report_batch_size
@@ -41,21 +40,9 @@ from genie.training.runtime import LOCAL, Runtime
 from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
 
-PROMPT_FRAMES = 2  # real frames given before generation: two frames fix the ball's velocity
-LONG_HORIZON = 64  # frames of the long rollouts (the issue asks for the objects to survive 64)
-LONG_ROLLOUTS = 8  # how many, from starts spread over the validation episodes
-LONG_MEASURED = LONG_HORIZON // 4  # their last frames, where objects are counted
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _with_error(key: str) -> bool:
@@ -118,17 +105,6 @@ def corrupt_context(inputs: Tensor, mask: Tensor, share: float, vocab: int, seed
     return out
 
 
-def load_upstream(name: str, path: Path | str, device: torch.device) -> tuple[nn.Module, dict, dict]:
-    """A frozen upstream model, its config (dict) and a record {path, sha256, step} of the file."""
-    from genie.stages.registry import model_from_checkpoint
-
-    model, ckpt = model_from_checkpoint(name, Path(path), device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    record = {"path": ckpt["path"], "sha256": file_sha256(Path(ckpt["path"])), "step": int(ckpt["step"])}
-    return model, ckpt["config"], record
-
-
 class DynamicsStage:
     name = "dynamics"
     best_metric = "val/rollout_psnr"
@@ -138,84 +114,20 @@ class DynamicsStage:
         self, config: DynamicsConfig, store: EpisodeStore, device: torch.device, *, upstream: dict[str, Any]
     ) -> None:
         self.config, self.store, self.device = config, store, device
-        self.action_source = upstream.get("actions", "lam")
-        m, d = config.model, config.data
-        self.tokenizer, tok_cfg, tok_rec = load_upstream("tokenizer", upstream["tokenizer"], device)
-        vocab = tok_cfg["model"]["codebook"]["num_codes"]
-        if vocab != m.token_embedding.vocab_size:
-            raise GenieError(
-                f"tokenizer {tok_rec['path']} has {vocab} codes but model.token_embedding.vocab_size is "
-                f"{m.token_embedding.vocab_size}: they must match"
-            )
-        tok_res = (tok_cfg["data"]["height"], tok_cfg["data"]["width"])
-        if tok_res != (d.height, d.width) or tok_res != (store.height, store.width):
-            raise GenieError(
-                f"resolution mismatch: tokenizer {tok_res[0]}x{tok_res[1]}, config {d.height}x{d.width}, "
-                f"dataset {store.height}x{store.width} (rows x columns)"
-            )
-        self.tokenizer_clip = int(tok_cfg["data"]["sequence_length"])  # its decoder's temporal window
-        self.upstream: dict[str, Any] = {"actions": self.action_source, "tokenizer": tok_rec}
-        self.lam: nn.Module | None = None
-        if self.action_source == "lam":
-            if not upstream.get("lam"):
-                raise GenieError("the dynamics stage needs --lam_path (or --actions true for the oracle)")
-            self.lam, lam_cfg, lam_rec = load_upstream("lam", upstream["lam"], device)
-            codes = lam_cfg["model"]["codebook"]["num_codes"]
-            if upstream.get("lam_config"):
-                stated = load_config(LamConfig, Path(upstream["lam_config"])).model.codebook.num_codes
-                if stated != codes:
-                    raise GenieError(
-                        f"--lam_config {upstream['lam_config']} says {stated} codes but the LAM checkpoint "
-                        f"{lam_rec['path']} has {codes}"
-                    )
-            self.upstream["lam"] = lam_rec
-            self.lam_clip = int(lam_cfg["data"]["sequence_length"])
-        elif self.action_source == "true":
-            if store.actions is None or not store.movement_classes:
-                raise GenieError(f"--actions true: dataset {store.name} has no true actions (ALE data does)")
-            self.classes = store.movement_classes
-            codes = len(dict.fromkeys(self.classes))
-        else:
-            raise GenieError(f"--actions {self.action_source!r}: expected lam or true")
-        if codes != m.action_embedding.num_actions:
-            source = "the LAM" if self.action_source == "lam" else f"dataset {store.name}'s movement classes"
-            raise GenieError(
-                f"{source} has {codes} actions but model.action_embedding.num_actions is "
-                f"{m.action_embedding.num_actions}: they must match"
-            )
-        inf = config.inference
-        self.sampling = SamplingConfig(
-            inf.maskgit_steps,
-            0.0 if inf.sampling == "greedy" else inf.temperature,
-            inf.schedule,
-            inf.guidance,
-            inf.top_p,
-        )
-        if inf.guidance != 1.0 and config.training.action_dropout == 0:
-            raise GenieError(
-                f"inference.guidance {inf.guidance} needs a model trained with training.action_dropout > 0 "
-                "(its no-action branch); set guidance to 1 or train with action_dropout (e.g. 0.1)"
-            )
+        up = load_upstream(config, store, device, upstream)
+        self.tokenizer, self.actions, self.upstream = up.tokenizer, up.actions, up.records
+        self.sampling = sampling_of(config)
 
     def build(self) -> DynamicsModel:
-        m = self.config.model
-        return DynamicsModel(
-            m.architecture,
-            vocab_size=m.token_embedding.vocab_size,
-            num_actions=m.action_embedding.num_actions,
-            num_patches=self.tokenizer.num_patches,
-            action_every_block=m.action_conditioning == "every_block",
-            checkpointing=self.config.training.gradient_checkpointing,
-        )
+        return build_dynamics(self.config, self.tokenizer.num_patches)
 
     # --- inputs ---
 
     @torch.no_grad()
     def actions_of(self, batch: Batch) -> Tensor:
-        """[B, T-1] action ids: the LAM's codes of the clip, or the true movement classes (oracle)."""
-        if self.lam is None:
-            return torch.from_numpy(class_ids(batch["actions"].cpu().numpy(), self.classes)).to(self.device)
-        return self.lam.infer_actions(to_float(batch["frames"]))
+        """[B, T-1] action ids: the LAM's codes of the clip (read in windows of its clip length), or the true
+        movement classes (oracle)."""
+        return self.actions.of_clip(to_float(batch["frames"]), batch.get("actions"))
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.config.training
@@ -389,7 +301,7 @@ class DynamicsStage:
             batch["actions"] = torch.from_numpy(
                 np.stack([np.asarray(self.store.actions[starts[i] : starts[i] + length - 1]) for i in picks])
             ).to(self.device)
-        actions = self._actions_long(batch)
+        actions = self.actions_of(batch)
         x = to_float(batch["frames"])
         tokens = self.tokenizer.encode(x[:, :PROMPT_FRAMES])
         g = torch.Generator(device=self.device).manual_seed(0)
@@ -435,19 +347,6 @@ class DynamicsStage:
             window=self.config.data.sequence_length,
             horizon=self.config.training.eval_play_frames,
         )
-
-    def _actions_long(self, batch: Batch) -> Tensor:
-        """Actions of a long clip: the LAM sees overlapping windows of its own clip length."""
-        if self.lam is None:
-            return self.actions_of(batch)
-        x, n = batch["frames"], batch["frames"].shape[1]
-        parts, t = [], 0
-        while t < n - 1:
-            end = min(t + self.lam_clip, n)
-            begin = max(0, end - self.lam_clip)  # the last window ends at the clip's end, full length
-            parts.append(self.lam.infer_actions(to_float(x[:, begin:end]))[:, t - begin :])
-            t = end - 1
-        return torch.cat(parts, 1)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {

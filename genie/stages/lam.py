@@ -35,6 +35,7 @@ from genie.data.store import EpisodeStore
 from genie.evaluation.action_metrics import agreement, linear_probe_accuracy
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
+from genie.inference import build_lam
 from genie.models.lam import LatentActionModel
 from genie.outputs import eval_stem
 from genie.stages.common import CodeRestarts, dataset_record, report_batch_size, vq_objective
@@ -83,15 +84,8 @@ class LamStage:
             "training frames) join every batch; validation episodes are never labelled"
         )
 
-    @staticmethod
-    def build_model(config: LamConfig) -> LatentActionModel:
-        d = config.data
-        return LatentActionModel(
-            config.model, height=d.height, width=d.width, checkpointing=config.training.gradient_checkpointing
-        )
-
     def build(self) -> LatentActionModel:
-        return self.build_model(self.config)
+        return build_lam(self.config)
 
     def moving_mask(self, frames: Tensor) -> Tensor:
         """frames [B, T, 3, H, W] -> bool [B, T-1, 1, H, W]: pixels that change between x_t and x_{t+1}, or

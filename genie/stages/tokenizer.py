@@ -23,6 +23,7 @@ from genie.data.frames import background_frame, to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.metrics import codebook_usage, foreground_mask, object_recall, psnr, ssim
 from genie.evaluation.video import side_by_side, write_mp4
+from genie.inference import build_tokenizer
 from genie.models.tokenizer import VideoTokenizer
 from genie.outputs import eval_stem
 from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, report_batch_size, vq_objective
@@ -42,19 +43,8 @@ class TokenizerStage:
         self.background = background_frame(store, device)  # [3, H, W]
         self.restarts = CodeRestarts()
 
-    @staticmethod
-    def build_model(config: TokenizerConfig) -> VideoTokenizer:
-        d = config.data
-        return VideoTokenizer(
-            config.model,
-            height=d.height,
-            width=d.width,
-            window=d.sequence_length,
-            checkpointing=config.training.gradient_checkpointing,
-        )
-
     def build(self) -> VideoTokenizer:
-        return self.build_model(self.config)
+        return build_tokenizer(self.config)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.config.training

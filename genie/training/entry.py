@@ -10,13 +10,8 @@ from pathlib import Path
 from genie.config import config_from_dict, load_config
 from genie.data.clips import ClipDataset
 from genie.errors import GenieError
-from genie.stages.registry import (
-    check_upstream,
-    open_dataset_for,
-    stage_class,
-    stage_from_checkpoint,
-    upstream_paths,
-)
+from genie.inference import check_upstream, open_dataset_for, upstream_paths
+from genie.stages.registry import stage_class, stage_from_checkpoint
 from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
 from genie.training.loop import Trainer
 from genie.training.runtime import setup_runtime

@@ -24,9 +24,9 @@ from genie.data.readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_images, read
 from genie.data.resize import resize_frames
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
+from genie.inference import PROMPT_FRAMES, TrainedWorld
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.models.st_transformer import FrameCache
-from genie.stages.dynamics import PROMPT_FRAMES, DynamicsStage
 from genie.world.action_map import STAY, ActionMap, map_from_frames, map_from_labels
 
 MAP_CLIPS = 64  # validation clips read to map latent codes to keys
@@ -34,11 +34,12 @@ MAP_CLIPS = 64  # validation clips read to map latent codes to keys
 
 @dataclass
 class WorldModels:
-    stage: DynamicsStage  # holds the frozen tokenizer, the LAM (None for a true-action model) and the dataset
-    dynamics: DynamicsModel
+    """A trained world (genie.inference) with what play adds: the sampling settings asked for and the map
+    from latent codes to keys."""
+
+    trained: TrainedWorld
     sampling: SamplingConfig
     actions: ActionMap
-    checkpoint: str
 
     @classmethod
     def load(
@@ -53,15 +54,12 @@ class WorldModels:
         top_p: float | None = None,
     ) -> WorldModels:
         """A dynamics checkpoint (or run directory: its best) and the upstream checkpoints it records."""
-        from genie.stages.registry import stage_from_checkpoint
-
-        device = torch.device(device)
-        stage, model, ckpt = stage_from_checkpoint("dynamics", Path(checkpoint), device, data_dir=data_dir)
-        s = stage.sampling
-        if guidance not in (None, 1.0) and stage.config.training.action_dropout == 0:
+        trained = TrainedWorld.load(checkpoint, device, data_dir=data_dir)
+        s = trained.sampling
+        if guidance not in (None, 1.0) and trained.config.training.action_dropout == 0:
             raise GenieError(
                 f"guidance {guidance} needs a model trained with training.action_dropout > 0 (its no-action "
-                f"branch); {ckpt['path']} was trained without"
+                f"branch); {trained.checkpoint} was trained without"
             )
         sampling = SamplingConfig(
             s.steps if steps is None else steps,
@@ -70,37 +68,45 @@ class WorldModels:
             s.guidance if guidance is None else guidance,
             s.top_p if top_p is None else top_p,
         )
-        return cls(stage, model, sampling, action_map(stage), str(ckpt["path"]))
+        return cls(trained, sampling, action_map(trained))
+
+    @property
+    def dynamics(self) -> DynamicsModel:
+        return self.trained.dynamics
 
     @property
     def store(self) -> EpisodeStore:
-        return self.stage.store
+        return self.trained.store
 
     @property
     def device(self) -> torch.device:
-        return self.stage.device
+        return self.trained.device
+
+    @property
+    def checkpoint(self) -> str:
+        return self.trained.checkpoint
 
 
 @torch.no_grad()
-def action_map(stage: DynamicsStage) -> ActionMap:
+def action_map(trained: TrainedWorld) -> ActionMap:
     """Latent code -> key label, from the validation episodes (see genie.world.action_map)."""
-    store = stage.store
+    store, source = trained.store, trained.actions
     names = store.movement_labels()
-    if stage.lam is None:  # the model was trained on the movement classes themselves
+    if source.lam is None:  # the model was trained on the movement classes themselves
         return ActionMap(names, [1.0] * len(names), [0] * len(names), "true actions (oracle model)")
-    val = ClipDataset(store, "val", stage.lam_clip, stride=stage.lam_clip)
+    val = ClipDataset(store, "val", source.lam_clip, stride=source.lam_clip)
     picks = evenly_spaced(len(val), MAP_CLIPS)
     clips = [val[i] for i in picks]
-    frames = to_float(torch.stack([c["frames"] for c in clips]).to(stage.device))
+    frames = to_float(torch.stack([c["frames"] for c in clips]).to(trained.device))
     if store.actions is None or not store.movement_classes:
-        return map_from_frames(stage.lam, frames)
-    codes = stage.lam.infer_actions(frames).cpu().numpy().ravel()
+        return map_from_frames(source.lam, frames)
+    codes = source.of_clip(frames).cpu().numpy().ravel()
     truth = class_ids(torch.stack([c["actions"] for c in clips]).numpy(), store.movement_classes).ravel()
     keep = truth >= 0
     if store.identifiable is not None:
         keep &= torch.stack([c["identifiable"] for c in clips]).numpy().ravel()
     return map_from_labels(
-        codes[keep], truth[keep], names, stage.lam.num_actions, "agreement with true actions (validation)"
+        codes[keep], truth[keep], names, source.num_actions, "agreement with true actions (validation)"
     )
 
 
@@ -131,13 +137,14 @@ class World:
         x = to_float(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].to(m.device))
         if actions is None:
             actions = self._actions_between(x)
-        tokens = m.stage.tokenizer.encode(x)  # (1, p, n)
-        self.cache = FrameCache(m.stage.config.data.sequence_length)
-        self.decoder_cache = FrameCache(m.stage.tokenizer_clip)
+        w = m.trained
+        tokens = w.encode(x)  # (1, p, n)
+        self.cache = FrameCache(w.window)
+        self.decoder_cache = FrameCache(w.tokenizer_window)
         none = torch.tensor([m.dynamics.null_action], device=m.device)
         for t in range(tokens.shape[1]):
             m.dynamics.observe(tokens[:, t], none if t == 0 else actions[:, t - 1], self.cache)
-            m.stage.tokenizer.decode_next(tokens[:, t], self.decoder_cache)
+            w.tokenizer.decode_next(tokens[:, t], self.decoder_cache)
         self.frame, self.steps = frames[-1], 0
         return self.frame
 
@@ -152,7 +159,7 @@ class World:
         start = time.perf_counter()
         a = torch.tensor([int(action)], device=m.device)
         tokens = m.dynamics.sample_next(a, self.cache, m.sampling, self.generator)
-        frame = m.stage.tokenizer.decode_next(tokens, self.decoder_cache)[0]
+        frame = m.trained.tokenizer.decode_next(tokens, self.decoder_cache)[0]
         self.frame = to_uint8(frame).permute(1, 2, 0).cpu().numpy()
         self.latency_ms = (time.perf_counter() - start) * 1000
         self.steps += 1
@@ -173,8 +180,8 @@ class World:
             start, end = store.episodes[episodes[self.rng.integers(len(episodes))]]
             t = int(self.rng.integers(start, end - PROMPT_FRAMES + 1))
             frames = np.array(store.frames[t : t + PROMPT_FRAMES])
-            if m.stage.lam is None:
-                true = class_ids(np.array(store.actions[t : t + PROMPT_FRAMES - 1]), m.stage.classes)
+            if m.trained.actions.lam is None:
+                true = m.trained.actions.true_ids(store.actions[t : t + PROMPT_FRAMES - 1])
                 return frames, torch.from_numpy(true)[None].to(m.device)
         elif isinstance(prompt, np.ndarray):
             frames = prompt
@@ -192,8 +199,8 @@ class World:
         m = self.models
         if x.shape[1] < 2:
             return torch.zeros(1, 0, dtype=torch.long, device=m.device)
-        if m.stage.lam is not None:
-            return m.stage.lam.infer_actions(x)
+        if m.trained.actions.lam is not None:
+            return m.trained.actions.of_clip(x)
         stay = m.actions.code_for(STAY) or 0
         return torch.full((1, x.shape[1] - 1), stay, dtype=torch.long, device=m.device)
 
