@@ -232,8 +232,8 @@ class LamConfig:
 class EmbeddingConfig:
     """The user's token_embedding / action_embedding sections; embedding_dim must equal d_model."""
 
-    vocab_size: int = 0  # token_embedding: the tokenizer's num_codes
-    num_actions: int = 0  # action_embedding: the LAM's num_codes
+    vocab_size: int = 0  # token_embedding: the tokenizer's num_codes (0: read from its checkpoint)
+    num_actions: int = 0  # action_embedding: the LAM's num_codes (0: read from its checkpoint)
     embedding_dim: int = 0  # 0 means d_model
 
 
@@ -241,8 +241,10 @@ class EmbeddingConfig:
 class DynamicsModelConfig:
     name: str = "dynamics"
     architecture: TransformerConfig = field(default_factory=TransformerConfig)
-    token_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(vocab_size=512))
-    action_embedding: EmbeddingConfig = field(default_factory=lambda: EmbeddingConfig(num_actions=3))
+    # The vocabulary and the number of actions are the upstream checkpoints' facts: left out (0), they are
+    # read from them; stated, they must agree (one line naming both where they do not).
+    token_embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    action_embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     # input: the action's embedding is added to the new frame's tokens (Genie); every_block: it also
     # scales and shifts each block's norms for that frame (adaptive layer norm). Measured equal on the
     # tiny preset (docs/dynamics.md), so input stays the default; checkpoints without the key are input.
@@ -262,11 +264,15 @@ class DynamicsModelConfig:
                 raise ValueError(
                     f"{name}.embedding_dim {emb.embedding_dim} must equal architecture.d_model {d}"
                 )
-        if self.token_embedding.vocab_size < 2:
-            raise ValueError(f"token_embedding.vocab_size {self.token_embedding.vocab_size}: expected >= 2")
-        if self.action_embedding.num_actions < 2:
+        if self.token_embedding.vocab_size < 0 or self.token_embedding.vocab_size == 1:
             raise ValueError(
-                f"action_embedding.num_actions {self.action_embedding.num_actions}: expected >= 2"
+                f"token_embedding.vocab_size {self.token_embedding.vocab_size}: expected >= 2 (or 0: the "
+                "tokenizer's)"
+            )
+        if self.action_embedding.num_actions < 0 or self.action_embedding.num_actions == 1:
+            raise ValueError(
+                f"action_embedding.num_actions {self.action_embedding.num_actions}: expected >= 2 (or 0: the "
+                "LAM's)"
             )
 
 

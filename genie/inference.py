@@ -204,16 +204,18 @@ class Upstream:
 
 def load_upstream(config: DynamicsConfig, store: EpisodeStore, device: torch.device, paths: dict) -> Upstream:
     """The frozen tokenizer and action source named by `paths` ({tokenizer, lam, lam_config, actions}),
-    checked against the dynamics config and the dataset: vocabulary, action count and resolution."""
+    checked against the dynamics config and the dataset. The vocabulary and the number of actions are
+    theirs: the config's left-out (0) `vocab_size` / `num_actions` are filled in, stated ones must agree."""
     m, d = config.model, config.data
     source = paths.get("actions", "lam")
     tokenizer, tok_cfg, tok_rec = load_frozen("tokenizer", paths["tokenizer"], device)
     vocab = tok_cfg["model"]["codebook"]["num_codes"]
-    if vocab != m.token_embedding.vocab_size:
+    if m.token_embedding.vocab_size not in (0, vocab):
         raise GenieError(
             f"tokenizer {tok_rec['path']} has {vocab} codes but model.token_embedding.vocab_size is "
-            f"{m.token_embedding.vocab_size}: they must match"
+            f"{m.token_embedding.vocab_size}: they must match (or leave the key out)"
         )
+    m.token_embedding.vocab_size = vocab
     tok_res = (tok_cfg["data"]["height"], tok_cfg["data"]["width"])
     if tok_res != (d.height, d.width) or tok_res != (store.height, store.width):
         raise GenieError(
@@ -242,12 +244,13 @@ def load_upstream(config: DynamicsConfig, store: EpisodeStore, device: torch.dev
         actions = ActionSource(codes, classes=store.movement_classes)
     else:
         raise GenieError(f"--actions {source!r}: expected lam or true")
-    if codes != m.action_embedding.num_actions:
+    if m.action_embedding.num_actions not in (0, codes):
         what = "the LAM" if source == "lam" else f"dataset {store.name}'s movement classes"
         raise GenieError(
             f"{what} has {codes} actions but model.action_embedding.num_actions is "
-            f"{m.action_embedding.num_actions}: they must match"
+            f"{m.action_embedding.num_actions}: they must match (or leave the key out)"
         )
+    m.action_embedding.num_actions = codes
     return Upstream(tokenizer, int(tok_cfg["data"]["sequence_length"]), actions, records)
 
 

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
+import yaml
 from tiny_runs import DYNAMICS, LAM, write
 
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
-from genie.inference import load_model
+from genie.inference import TrainedWorld, load_model
 from genie.stages.dynamics import corrupt_context, drop_actions, sample_mask
 
 
@@ -114,10 +115,18 @@ def test_cli_trains_dynamics_and_writes_the_users_outputs(pong_dataset, tmp_path
     assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
 
 
-@pytest.mark.slow
-def test_true_action_oracle_trains(pong_dataset, tmp_path, upstream):
-    args = dynamics_args(pong_dataset, tmp_path, upstream, DYNAMICS, "--actions", "true", "--no_eval")
-    assert main(args) == 0
+def test_vocabulary_and_actions_come_from_the_upstream_checkpoints(pong_dataset, tmp_path, upstream):
+    """Left out of the config, the vocabulary and the action count are the tokenizer's and the LAM's, and
+    the run's config records them."""
+    config = json.loads(json.dumps(DYNAMICS))
+    del config["model"]["token_embedding"], config["model"]["action_embedding"]
+    flags = ("--lam_path", str(upstream["lam"]), "--no_eval")
+    assert main(dynamics_args(pong_dataset, tmp_path, upstream, config, *flags)) == 0
+    (run,) = (tmp_path / "ck" / "dynamics").iterdir()
+    world = TrainedWorld.load(run)
+    assert (world.dynamics.vocab_size, world.dynamics.num_actions) == (32, 3)
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert saved["token_embedding"]["vocab_size"] == 32 and saved["action_embedding"]["num_actions"] == 3
 
 
 @pytest.mark.parametrize(
