@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,9 +24,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
-from genie.models.dynamics import DynamicsModel  # noqa: E402
-from genie.stages.dynamics import REPORT_CLIPS, DynamicsStage  # noqa: E402
-from genie.stages.registry import stage_from_checkpoint  # noqa: E402
+from genie.evaluation.world_eval import REPORT_CLIPS, long_play_counts, rollout_metrics  # noqa: E402
+from genie.inference import TrainedWorld  # noqa: E402
 from genie.training.sampler import validation_clips  # noqa: E402
 from genie.world import World, WorldModels  # noqa: E402
 from genie.world.control import control_rate  # noqa: E402
@@ -45,13 +45,13 @@ def play_fps(models: WorldModels) -> float:
 
 
 @torch.no_grad()
-def delta_psnr(stage: DynamicsStage, model: DynamicsModel) -> dict[str, float]:
-    T = stage.config.data.sequence_length
-    val = ClipDataset(stage.store, "val", T, stride=T)
+def delta_psnr(world: TrainedWorld) -> dict[str, float]:
+    T = world.window
+    val = ClipDataset(world.store, "val", T, stride=T)
     picks = evenly_spaced(len(val), REPORT_CLIPS)
     loader = DataLoader(validation_clips(val, picks), batch_size=8)
-    batches = ({k: v.to(stage.device) for k, v in b.items()} for b in loader)
-    metrics = stage.evaluate(model, batches, rollouts=len(picks))
+    batches = ({k: v.to(world.device) for k, v in b.items()} for b in loader)
+    metrics = rollout_metrics(world, batches, len(picks))
     return {k: v for k, v in metrics.items() if "delta_psnr" in k or k.startswith("val/rollout_psnr")}
 
 
@@ -72,18 +72,15 @@ def main() -> None:
     a = p.parse_args()
     results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "top_p": a.top_p}
     results["by_guidance"] = {}
-    stage, model, _ = stage_from_checkpoint("dynamics", a.run, torch.device("cpu"))  # the evaluation's code
     for w in a.guidance:
         models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature, top_p=a.top_p)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
-        stage.sampling = models.sampling
+        world = replace(models.trained, sampling=models.sampling)
         if not a.no_delta:
-            row |= delta_psnr(stage, model)
+            row |= delta_psnr(world)
         if a.long_play or a.play_frames:
-            if a.play_frames:
-                stage.config.training.eval_play_frames = a.play_frames
-            stage.config.training.eval_play_prompts = a.play_prompts
-            row |= stage._long_play(model)
+            frames = a.play_frames or world.config.training.eval_play_frames
+            row |= long_play_counts(world, frames, a.play_prompts)
         results["by_guidance"][str(w)] = row
         c, nan = row["control"] or {}, float("nan")
         print(

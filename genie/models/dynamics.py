@@ -29,6 +29,30 @@ from genie.config import TransformerConfig
 from genie.models.st_transformer import FrameCache, STTransformer
 
 
+def sample_mask(
+    shape: torch.Size, low: float, high: float, seeds: Tensor, prefix_share: float = 0.0
+) -> Tensor:
+    """MaskGIT training mask [B, T, N]: each clip draws its own rate from U(low, high) (Genie), then masks
+    each token of frames 1.. with that probability; frame 0 is always context. Clip b's draws come from its
+    own seed (`seeds[b]`, from the sampler), so a clip gets the same mask on any rank or micro-batch.
+
+    With `prefix_share`, that share of clips also keeps the frames before a random cut frame c (uniform in
+    1..T-1) unmasked: play predicts a frame from a whole clean past, which the all-frames mask never shows
+    beyond frame 1."""
+    B, T, N = shape
+    masks = []
+    for seed in seeds.tolist():
+        g = torch.Generator().manual_seed(seed)
+        rate = torch.rand((), generator=g) * (high - low) + low
+        mask = torch.rand(T, N, generator=g) < rate
+        if prefix_share and torch.rand((), generator=g) < prefix_share:
+            mask[: int(torch.randint(1, T, (), generator=g))] = False
+        masks.append(mask)
+    mask = torch.stack(masks).to(seeds.device)
+    mask[:, 0] = False
+    return mask
+
+
 @dataclass
 class SamplingConfig:
     steps: int = 25  # MaskGIT rounds per frame (Genie: 25); 1 = one-step
