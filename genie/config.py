@@ -44,8 +44,8 @@ class TransformerConfig:
     qk_normalization: bool = False
 
     def __post_init__(self) -> None:
-        if self.num_layers < 1 or self.d_model < 1 or self.num_heads < 1:
-            raise ValueError("num_layers, d_model and num_heads must be >= 1")
+        if self.num_layers < 0 or self.d_model < 1 or self.num_heads < 1:
+            raise ValueError("d_model and num_heads must be >= 1, num_layers >= 0")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
         if self.activation not in ("gelu", "relu", "silu"):
