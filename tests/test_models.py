@@ -9,9 +9,10 @@ from genie.models.st_transformer import STBlock, STTransformer, patchify, unpatc
 from genie.models.tokenizer import VideoTokenizer
 
 
-def tiny_tokenizer(**kw) -> VideoTokenizer:
+def tiny_tokenizer(encoder_layers: int = 1, **kw) -> VideoTokenizer:
     small = TransformerConfig(num_layers=1, d_model=32, num_heads=2)
-    cfg = TokenizerModelConfig(encoder=small, decoder=small, codebook=CodebookConfig(16, 8), patch_size=4)
+    encoder = TransformerConfig(num_layers=encoder_layers, d_model=32, num_heads=2)
+    cfg = TokenizerModelConfig(encoder=encoder, decoder=small, codebook=CodebookConfig(16, 8), patch_size=4)
     return VideoTokenizer(cfg, height=8, width=12, **kw)
 
 
@@ -157,6 +158,25 @@ def test_tokenizer_is_causal_in_time():
     x2 = x.clone()
     x2[:, 3] = torch.rand_like(x[:, 3])
     torch.testing.assert_close(model(x2).reconstruction[:, :3], model(x).reconstruction[:, :3])
+
+
+def test_a_local_encoder_codes_each_patch_from_its_own_pixels():
+    """With no encoder layers a patch's code depends on its pixels and position only: changing one patch of
+    one frame changes no other token, in that frame or later ones (the attention encoder's do change)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 3, 8, 12)
+    x2 = x.clone()
+    x2[:, 1, :, :4, :4] = torch.rand(2, 3, 4, 4)  # patch 0 of frame 1
+    local, attending = tiny_tokenizer(encoder_layers=0).eval(), tiny_tokenizer().eval()
+    for model in (local, attending):  # a codebook spread over the encoder's outputs, so codes can move
+        with torch.no_grad():
+            model.quantizer.codebook.copy_(model._encode(torch.rand(4, 3, 3, 8, 12))[0].flatten(0, 2)[:16])
+    same = local.encode(x) == local.encode(x2)
+    same[:, 1, 0] = True
+    assert same.all()
+    changed = attending.encode(x) != attending.encode(x2)
+    changed[:, 1, 0] = False
+    assert changed.any()
 
 
 def test_every_parameter_gets_a_gradient():
