@@ -33,7 +33,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")
     store = EpisodeStore.open(ensure_dataset(data_dir, "pong"))
     phases.end("data")
-    print("== 2/5 tokenizer: tiny preset on CPU (~8-9 min) ==")
+    print("== 2/5 tokenizer: tiny preset on CPU (~3-5 min) ==")
     train("tokenizer", data_dir, max_steps)
     reports = sorted(Path("evaluations/tokenizer").glob(eval_glob("tokenizer")), key=_mtime)
     if reports:
@@ -76,7 +76,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
     phases.end("LAM")
-    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~13 min) ==")
+    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~7-12 min)")
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
     dynamics = latest_run("dynamics")
