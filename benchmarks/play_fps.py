@@ -36,8 +36,8 @@ def build(device: torch.device) -> tuple[VideoTokenizer, DynamicsModel, int]:
     m = dyn_cfg.model
     dyn = DynamicsModel(
         m.architecture,
-        vocab_size=m.token_embedding.vocab_size,
-        num_actions=m.action_embedding.num_actions,
+        vocab_size=m.token_embedding.vocab_size or tok_cfg.model.codebook.num_codes,  # 0: the tokenizer's
+        num_actions=m.action_embedding.num_actions or 3,  # 0: the LAM's (the tiny LAM has 3 codes)
         num_patches=tok.num_patches,
         action_every_block=m.action_conditioning == "every_block",
     )

@@ -82,6 +82,10 @@ class TokenizerModelConfig:
     codebook: CodebookConfig = field(default_factory=CodebookConfig)
     patch_size: int = 8
 
+    def __post_init__(self) -> None:
+        if self.decoder.num_layers < 1:  # the encoder may have none: per-patch codes
+            raise ValueError("decoder.num_layers: expected at least 1")
+
 
 @dataclass
 class DataConfig:
@@ -186,6 +190,8 @@ class LamModelConfig:
     decoder_context: int = 2
 
     def __post_init__(self) -> None:
+        if self.encoder.num_layers < 1 or self.decoder.num_layers < 1:
+            raise ValueError("encoder.num_layers and decoder.num_layers: expected at least 1")
         if self.patch_size < 1:
             raise ValueError(f"patch_size {self.patch_size}: expected at least 1")
         if self.decoder_context < 1:
@@ -251,6 +257,8 @@ class DynamicsModelConfig:
     action_conditioning: str = "input"
 
     def __post_init__(self) -> None:
+        if self.architecture.num_layers < 1:
+            raise ValueError("architecture.num_layers: expected at least 1")
         if self.action_conditioning not in ("input", "every_block"):
             raise ValueError(
                 f"action_conditioning {self.action_conditioning!r}: expected input or every_block"
