@@ -27,6 +27,7 @@ from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
 from genie.data.frames import to_float  # noqa: E402
 from genie.data.store import EpisodeStore  # noqa: E402
 from genie.inference import load_model  # noqa: E402
+from genie.models.st_transformer import patchify  # noqa: E402
 
 
 def conditional_entropy(keys: list[tuple], codes: np.ndarray) -> float:
@@ -43,20 +44,18 @@ def code_stability(run: Path, store: EpisodeStore, clips: int) -> dict[str, floa
     val = ClipDataset(store, "val", T, stride=T)
     frames = torch.stack([val[i]["frames"] for i in evenly_spaced(len(val), clips)])  # [B, T, 3, H, W]
     codes = torch.cat([tokenizer.encode(to_float(frames[i : i + 16])) for i in range(0, len(frames), 16)])
-    B, _, C, H, W = frames.shape
-    patches = frames.numpy().reshape(B, T, C, H // p, p, W // p, p).transpose(0, 1, 3, 5, 2, 4, 6)
-    patches = patches.reshape(B, T, (H // p) * (W // p), C * p * p)
+    patches = patchify(frames, p).numpy()  # [B, T, N, 3*p*p], the tokenizer's own patch order
     codes = codes.numpy()
     unchanged = (patches[:, 1:] == patches[:, :-1]).all(-1)
     position = np.broadcast_to(np.arange(patches.shape[2]), codes.shape).ravel()
-    flat = patches.reshape(-1, C * p * p)
+    flat = patches.reshape(-1, patches.shape[-1])
     keys = [(hash(x.tobytes()), int(q)) for x, q in zip(flat, position, strict=True)]
     return {
         "flicker": float((codes[:, 1:] != codes[:, :-1])[unchanged].mean()),
         "code_entropy_given_pixels_and_position_bits": max(0.0, conditional_entropy(keys, codes.ravel())),
         "codes_used": len(np.unique(codes)),
         "patch_contents": len({k for k, _ in keys}),
-        "clips": B,
+        "clips": len(frames),
     }
 
 

@@ -158,10 +158,6 @@ class ActionSource:
     lam_clip: int = 0  # the LAM's clip length: longer clips are read in overlapping windows of it
     classes: list[str] | None = None  # the dataset's movement class of each raw action (oracle)
 
-    @property
-    def kind(self) -> str:
-        return "true" if self.lam is None else "lam"
-
     def describe(self) -> str:
         return "true actions (oracle)" if self.lam is None else "latent actions from the LAM"
 
@@ -254,14 +250,19 @@ def load_upstream(config: DynamicsConfig, store: EpisodeStore, device: torch.dev
     return Upstream(tokenizer, int(tok_cfg["data"]["sequence_length"]), actions, records)
 
 
-def sampling_of(config: DynamicsConfig) -> SamplingConfig:
-    """The config's inference settings as the sampler's; guidance needs a trained no-action branch."""
-    inf = config.inference
-    if inf.guidance != 1.0 and config.training.action_dropout == 0:
+def check_guidance(guidance: float, config: DynamicsConfig, what: str) -> None:
+    """Guidance other than 1 needs the no-action branch, which only `action_dropout` > 0 trains."""
+    if guidance != 1.0 and config.training.action_dropout == 0:
         raise GenieError(
-            f"inference.guidance {inf.guidance} needs a model trained with training.action_dropout > 0 "
-            "(its no-action branch); set guidance to 1 or train with action_dropout (e.g. 0.1)"
+            f"{what} {guidance} needs a model trained with training.action_dropout > 0 (its no-action "
+            "branch); set guidance to 1 or train with action_dropout (e.g. 0.1)"
         )
+
+
+def sampling_of(config: DynamicsConfig) -> SamplingConfig:
+    """The config's inference settings as the sampler's."""
+    inf = config.inference
+    check_guidance(inf.guidance, config, "inference.guidance")
     temperature = 0.0 if inf.sampling == "greedy" else inf.temperature
     return SamplingConfig(inf.maskgit_steps, temperature, inf.schedule, inf.guidance, inf.top_p)
 

@@ -26,12 +26,11 @@ from genie.evaluation.video import side_by_side, to_rgb_uint8
 from genie.inference import PROMPT_FRAMES, TrainedWorld
 from genie.models.dynamics import sample_mask
 from genie.training.runtime import LOCAL, Runtime
+from genie.training.stage import Batch
 
 REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
-
-Batch = dict[str, Tensor]
 
 
 def with_error(key: str) -> bool:

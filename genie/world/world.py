@@ -24,7 +24,7 @@ from genie.data.readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_images, read
 from genie.data.resize import resize_frames
 from genie.data.store import EpisodeStore
 from genie.errors import GenieError
-from genie.inference import PROMPT_FRAMES, TrainedWorld
+from genie.inference import PROMPT_FRAMES, TrainedWorld, check_guidance
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.models.st_transformer import FrameCache
 from genie.world.action_map import STAY, ActionMap, map_from_frames, map_from_labels
@@ -56,11 +56,8 @@ class WorldModels:
         """A dynamics checkpoint (or run directory: its best) and the upstream checkpoints it records."""
         trained = TrainedWorld.load(checkpoint, device, data_dir=data_dir)
         s = trained.sampling
-        if guidance not in (None, 1.0) and trained.config.training.action_dropout == 0:
-            raise GenieError(
-                f"guidance {guidance} needs a model trained with training.action_dropout > 0 (its no-action "
-                f"branch); {trained.checkpoint} was trained without"
-            )
+        if guidance is not None:
+            check_guidance(guidance, trained.config, f"guidance (for {trained.checkpoint})")
         sampling = SamplingConfig(
             s.steps if steps is None else steps,
             s.temperature if temperature is None else temperature,
