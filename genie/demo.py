@@ -76,7 +76,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
     phases.end("LAM")
-    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~7-12 min)")
+    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~8-14 min)")
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
     dynamics = latest_run("dynamics")

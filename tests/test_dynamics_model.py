@@ -235,3 +235,10 @@ def test_a_tiny_nucleus_samples_the_argmax(model):
         model.observe(tokens[:, 1], actions[:, 0], cache)
         frames.append(model.sample_next(actions[:, 1], cache, sampling, torch.Generator().manual_seed(0)))
     torch.testing.assert_close(frames[0], frames[1])
+
+
+def test_logits_at_selected_tokens_equal_the_full_forward_there(model):
+    tokens, actions = clip()
+    where = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(1)) < 0.6
+    full = model(tokens, actions)
+    assert torch.allclose(model(tokens, actions, where=where), full[where], atol=1e-6)

@@ -10,7 +10,7 @@ from tiny_runs import DYNAMICS, LAM, write
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.inference import TrainedWorld, load_model
-from genie.stages.dynamics import corrupt_context, drop_actions, sample_mask
+from genie.stages.dynamics import corrupt_context, drop_actions, masked_loss, sample_mask
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
@@ -225,3 +225,16 @@ def test_a_checkpoint_from_before_per_block_actions_loads_as_it_was_trained(pong
         assert not any("modulation" in k for k in ckpt["model"])
         torch.save(ckpt, path)
     assert main(["eval", "dynamics", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
+
+
+def test_the_masked_loss_is_the_per_clip_mean_of_the_dense_cross_entropy():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 12, (3, 4, 10))
+    mask = sample_mask(tokens.shape, 0.5, 1.0, torch.tensor([5, 6, 7]))
+    dense = torch.randn(3, 4, 10, 12)
+    loss, acc = masked_loss(dense[mask], tokens, mask)
+    ce = torch.nn.functional.cross_entropy(dense.permute(0, 3, 1, 2), tokens, reduction="none")
+    hit = (dense.argmax(-1) == tokens).float()
+    per_clip = mask.flatten(1).sum(1)
+    assert torch.allclose(loss, ((ce * mask).flatten(1).sum(1) / per_clip).mean())
+    assert torch.allclose(acc, ((hit * mask).flatten(1).sum(1) / per_clip).mean())

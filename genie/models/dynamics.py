@@ -122,13 +122,15 @@ class DynamicsModel(nn.Module):
         x = self.token_embed(tokens) + self.pos + action[:, :, None]
         return x, (action if self.action_every_block else None)
 
-    def forward(self, tokens: Tensor, actions: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, actions: Tensor, where: Tensor | None = None) -> Tensor:
         """tokens [B, T, N] (may hold mask_id), actions [B, T-1] (may hold null_action) -> logits
-        [B, T, N, V]."""
+        [B, T, N, V]; with `where` (bool [B, T, N]) only the logits of those tokens, [M, V] in row-major
+        order: training scores only the masked tokens, so the head and the softmax skip the rest."""
         B = tokens.shape[0]
         start = torch.full((B, 1), self.null_action, dtype=actions.dtype, device=actions.device)
         x, cond = self._embed(tokens, torch.cat([start, actions], dim=1))
-        return self.head(self.transformer(x, cond=cond))
+        h = self.transformer(x, cond=cond)
+        return self.head(h if where is None else h[where])
 
     # --- generation ---
 

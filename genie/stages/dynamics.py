@@ -75,6 +75,22 @@ def corrupt_context(inputs: Tensor, mask: Tensor, share: float, vocab: int, seed
     return out
 
 
+def masked_loss(logits: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy and accuracy on the masked tokens (`logits` [M, V]: the masked tokens' only, in
+    row-major order), averaged per clip and then over clips: a mean of per-sample losses, so ranks and
+    micro-batches add up to the single-process loss whatever their mask rates."""
+    targets, clip = tokens[mask], mask.nonzero()[:, 0]
+    per_clip = mask.flatten(1).sum(1).clamp_min(1)
+
+    def clip_mean(x: Tensor) -> Tensor:
+        return (x.new_zeros(len(per_clip)).index_add(0, clip, x) / per_clip).mean()
+
+    loss = clip_mean(F.cross_entropy(logits.float(), targets, reduction="none"))
+    with torch.no_grad():
+        acc = clip_mean((logits.argmax(-1) == targets).float())
+    return loss, acc
+
+
 class DynamicsStage:
     name = "dynamics"
     best_metric = "val/rollout_psnr"
@@ -109,15 +125,8 @@ class DynamicsStage:
         mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds, t.clean_prefix)
         inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds).masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
-        logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds))
-        # Cross-entropy on masked tokens, averaged per clip and then over clips: a mean of per-sample losses,
-        # so ranks and micro-batches add up to the single-process loss whatever their mask rates.
-        ce = F.cross_entropy(logits.float().flatten(0, 2), tokens.flatten(), reduction="none").view_as(tokens)
-        per_clip = mask.flatten(1).sum(1).clamp_min(1)
-        loss = ((ce * mask).flatten(1).sum(1) / per_clip).mean()
-        with torch.no_grad():
-            hit = (logits.argmax(-1) == tokens) & mask
-            acc = (hit.flatten(1).sum(1) / per_clip).mean()
+        logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds), where=mask)  # (m, v)
+        loss, acc = masked_loss(logits, tokens, mask)
         return loss, {"token_acc": acc, "mask_rate": mask[:, 1:].float().mean()}
 
     def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
