@@ -42,13 +42,15 @@ def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> 
 def build_trainer(stage_name: str, config, data_dir: Path, device: str = "cpu", upstream: dict | None = None):
     """The real training loop of one stage on Pong (a throwaway run directory), ready to step."""
     from genie.data.clips import ClipDataset
-    from genie.inference import open_dataset_for
+    from genie.data.collect import ensure_dataset
+    from genie.data.store import EpisodeStore
     from genie.stages.registry import stage_class
     from genie.training.loop import Trainer
     from genie.training.runtime import setup_runtime
 
     rt = setup_runtime(device, config.training.mixed_precision)
-    store = open_dataset_for(config, data_dir, "pong")
+    d = config.data
+    store = EpisodeStore.open(ensure_dataset(data_dir, "pong", height=d.height, width=d.width))
     stage = stage_class(stage_name)(config, store, rt.device, **({"upstream": upstream} if upstream else {}))
     T = config.data.sequence_length
     return Trainer(

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from common import machine, save
 
-from genie.data.store import ensure_dataset
+from genie.data.collect import ensure_dataset
 from genie.training.metrics_log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from common import machine, save
 
 from genie.config import TokenizerConfig, load_config
 from genie.data.clips import ClipDataset
-from genie.data.store import EpisodeStore, ensure_dataset
+from genie.data.collect import ensure_dataset
+from genie.data.store import EpisodeStore
 from genie.stages.tokenizer import TokenizerStage
 from genie.training.loop import Trainer
 from genie.training.metrics_log import read_metrics

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
-    from genie.data.store import EpisodeStore, ensure_dataset
+    from genie.data.collect import ensure_dataset
+    from genie.data.store import EpisodeStore
 
     t0 = time.perf_counter()
     phases = Phases()

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from genie.config import DynamicsConfig, LamConfig, TokenizerConfig, config_from_dict, load_config
 from genie.data.actions import class_ids
-from genie.data.store import EpisodeStore, ensure_dataset
+from genie.data.store import EpisodeStore, dataset_root
 from genie.errors import GenieError
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.models.lam import LatentActionModel
@@ -129,15 +129,14 @@ def check_upstream(loaded: dict, recorded: dict, checkpoint: str) -> None:
             )
 
 
-def open_dataset_for(config: Any, data_dir: Path, dataset: str) -> EpisodeStore:
-    root = ensure_dataset(Path(data_dir), dataset, height=config.data.height, width=config.data.width)
-    return EpisodeStore.open(root)
-
-
 def store_of(ckpt: dict, config: Any, *, data_dir: Path | None, dataset: str | None) -> EpisodeStore:
-    """The dataset a checkpoint was trained on (its recorded root, else DATA_DIR/<its name>), or `dataset`."""
+    """The dataset a checkpoint was trained on (its recorded root, else DATA_DIR/<its name>), or `dataset`
+    at the checkpoint's resolution. Only opened: evaluating or playing never collects a dataset."""
     if dataset is not None:
-        return open_dataset_for(config, data_dir or Path("data"), dataset)
+        d = config.data
+        return EpisodeStore.open(
+            dataset_root(data_dir or Path("data"), dataset, height=d.height, width=d.width)
+        )
     info = ckpt.get("dataset", {})
     root = Path(info.get("root", ""))
     if not (root / "manifest.json").is_file():

@@ -9,7 +9,7 @@ import pytest
 
 from genie.cli import main
 from genie.data.actions import class_ids, movement_class
-from genie.data.collect import AleGame, collect, is_identifiable, probe_next_screens
+from genie.data.collect import AleGame, collect, ensure_dataset, is_identifiable, probe_next_screens
 from genie.data.games import KNOWN_GAMES, resolve_game
 from genie.data.policy import HoldPolicy
 from genie.data.resize import resize_frame
@@ -210,6 +210,22 @@ def test_game_ids_and_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(GenieError, match="max_hold must be a positive integer, got 0"):
         collect("pong", tmp_path, frames=100, episode_frames=50, max_hold=0)
     assert not any(tmp_path.iterdir())
+
+
+def test_ensure_dataset_collects_only_a_missing_game(
+    pong_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A training command's --dataset: an existing one is used, a missing ALE game recorded, any other
+    name is the store's one-line error."""
+    assert ensure_dataset(pong_dataset.parent, pong_dataset.name) == pong_dataset
+    calls = []
+    monkeypatch.setattr("genie.data.collect.collect", lambda *a, **kw: calls.append((a, kw)) or pong_dataset)
+    assert ensure_dataset(tmp_path, "pong") == pong_dataset
+    assert calls == [(("pong", tmp_path), {"dataset": "pong", "height": 72, "width": 128})]
+    assert "collecting it from ALE (40000 frames)" in capsys.readouterr().err
+    with pytest.raises(GenieError, match="not found.*genie collect GAME.*genie ingest PATH --dataset mine"):
+        ensure_dataset(tmp_path, "mine")
+    assert len(calls) == 1
 
 
 def test_existing_dataset_needs_overwrite(pong_dataset: Path) -> None:

@@ -1,4 +1,4 @@
-"""The episode store: atomic writes, strict opening, the split, ensure_dataset."""
+"""The episode store: atomic writes, strict opening, the split, finding a dataset by name."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genie.data.store import EpisodeStore, ensure_dataset
+from genie.data.store import EpisodeStore, dataset_root
 from genie.data.writer import DatasetWriter, make_split
 from genie.errors import GenieError
 
@@ -90,25 +90,21 @@ def test_bad_dataset_folders_name_the_path(tmp_path: Path) -> None:
         EpisodeStore.open(root)
 
 
-def test_ensure_dataset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_dataset_root(tmp_path: Path) -> None:
     root = write_tiny(tmp_path)
-    assert ensure_dataset(tmp_path, "tiny", height=6, width=8) == root
+    assert dataset_root(tmp_path, "tiny", height=6, width=8) == root
     with pytest.raises(GenieError, match="has 6 rows x 8 columns, not the 72 x 128"):
-        ensure_dataset(tmp_path, "tiny")
+        dataset_root(tmp_path, "tiny")
     with pytest.raises(GenieError, match="not found.*genie collect GAME.*genie ingest PATH --dataset mine"):
-        ensure_dataset(tmp_path, "mine")
+        dataset_root(tmp_path, "mine")
+    with pytest.raises(GenieError, match="'pong' not found"):  # opening never collects, even a game
+        dataset_root(tmp_path, "pong")
+    assert not (tmp_path / "pong").exists()
     (tmp_path / "stray").mkdir()
     with pytest.raises(GenieError, match="stray exists but is not a dataset"):
-        ensure_dataset(tmp_path, "stray")
-    calls = []
-    monkeypatch.setattr("genie.data.collect.collect", lambda *a, **kw: calls.append((a, kw)) or root)
-    ensure_dataset(tmp_path, "pong")
-    assert calls == [(("pong", tmp_path), {"dataset": "pong", "height": 72, "width": 128})]
-    assert "collecting it from ALE (40000 frames)" in capsys.readouterr().err
+        dataset_root(tmp_path, "stray")
 
 
 def test_pong_fixture_opens(pong_dataset: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(pong_dataset, tmp_path / "pong")
-    assert ensure_dataset(tmp_path, "pong") == copy
+    assert dataset_root(tmp_path, "pong") == copy

@@ -16,6 +16,7 @@ checks that frames are byte-identical with and without the probe).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,15 @@ from typing import Any
 import numpy as np
 
 from genie.data.actions import class_representatives, movement_classes
-from genie.data.games import KNOWN_GAMES, resolve_game
+from genie.data.games import KNOWN_GAMES, find_game, resolve_game
 from genie.data.policy import DEFAULT_MAX_HOLD, HoldPolicy, make_policy
 from genie.data.resize import resize_frame
-from genie.data.store import DEFAULT_ALE_FRAMES
+from genie.data.store import dataset_root
 from genie.data.writer import DatasetWriter, check_dataset_name
 from genie.errors import GenieError
 from genie.progress import progress_bar
 
+DEFAULT_ALE_FRAMES = 40_000
 DEFAULT_EPISODE_FRAMES = 1000
 FRAMESKIP = 4
 
@@ -232,3 +234,20 @@ def _ale_version() -> str:
     import ale_py
 
     return ale_py.__version__
+
+
+def ensure_dataset(data_dir: Path, dataset: str, *, height: int = 72, width: int = 128) -> Path:
+    """The dataset's folder; an ALE game that is not there yet is collected first (DEFAULT_ALE_FRAMES).
+
+    Only the commands that promise it call this (training, the demo, benchmarks): a training command
+    whose --dataset is missing collects it. Anything else is `dataset_root`'s checks and errors.
+    """
+    game = None if (Path(data_dir) / dataset).exists() else find_game(dataset)
+    if game is None:
+        return dataset_root(data_dir, dataset, height=height, width=width)
+    print(
+        f"dataset {dataset!r} not found in {data_dir}/: collecting it from ALE "
+        f"({DEFAULT_ALE_FRAMES} frames)…",
+        file=sys.stderr,
+    )
+    return collect(game, data_dir, dataset=dataset, height=height, width=width)

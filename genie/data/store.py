@@ -15,7 +15,6 @@ actions, rewards and identifiable exist only for sources that have them (ALE, no
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from genie.errors import GenieError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED_KEYS = ("format_version", "source", "height", "width", "num_frames", "num_episodes", "split")
-DEFAULT_ALE_FRAMES = 40_000
 
 
 def _load_npy(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -152,8 +150,12 @@ def _check_types(manifest: dict, path: Path) -> None:
         )
 
 
-def ensure_dataset(data_dir: Path, dataset: str, *, height: int = 72, width: int = 128) -> Path:
-    """The dataset's folder; an ALE game that is not there yet is collected first (default size)."""
+def dataset_root(data_dir: Path, dataset: str, *, height: int = 72, width: int = 128) -> Path:
+    """The folder of the dataset DATA_DIR/<dataset>, checked: it exists and has the asked resolution.
+
+    Opening never records anything: a missing dataset is one line saying how to make one. The commands
+    that promise to collect a missing ALE game call genie.data.collect.ensure_dataset instead.
+    """
     root = Path(data_dir) / dataset
     if (root / MANIFEST).is_file():
         manifest = EpisodeStore.open(root).manifest
@@ -169,20 +171,7 @@ def ensure_dataset(data_dir: Path, dataset: str, *, height: int = 72, width: int
         raise GenieError(
             f"{root} exists but is not a dataset ({MANIFEST} missing): remove it or pick another --dataset"
         )
-
-    from genie.data.games import find_game
-
-    game = find_game(dataset)
-    if game is None:
-        raise GenieError(
-            f"dataset {dataset!r} not found in {data_dir}/ and it is not an ALE game: record one with "
-            f"`genie collect GAME` or import video with `genie ingest PATH --dataset {dataset}`"
-        )
-    frames = DEFAULT_ALE_FRAMES
-    print(
-        f"dataset {dataset!r} not found in {data_dir}/: collecting it from ALE ({frames} frames)…",
-        file=sys.stderr,
+    raise GenieError(
+        f"dataset {dataset!r} not found in {data_dir}/: record an ALE game with `genie collect GAME` or "
+        f"import video with `genie ingest PATH --dataset {dataset}`"
     )
-    from genie.data.collect import collect
-
-    return collect(game, data_dir, dataset=dataset, height=height, width=width)

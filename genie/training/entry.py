@@ -9,8 +9,10 @@ from pathlib import Path
 
 from genie.config import config_from_dict, load_config
 from genie.data.clips import ClipDataset
+from genie.data.collect import ensure_dataset
+from genie.data.store import EpisodeStore
 from genie.errors import GenieError
-from genie.inference import check_upstream, open_dataset_for, upstream_paths
+from genie.inference import check_upstream, upstream_paths
 from genie.stages.registry import stage_class, stage_from_checkpoint
 from genie.training.checkpoint import load_checkpoint, resolve_checkpoint
 from genie.training.loop import Trainer
@@ -57,7 +59,8 @@ def train_from_args(stage_name: str, args: argparse.Namespace) -> None:
     )
     rt = setup_runtime(args.device, config.training.mixed_precision, config.training.strategy)
     try:
-        store = open_dataset_for(config, args.data_dir, args.dataset)
+        d = config.data  # a missing ALE game is collected: the seed's commands start from no data
+        store = EpisodeStore.open(ensure_dataset(args.data_dir, args.dataset, height=d.height, width=d.width))
         stage = cls(config, store, rt.device, **_stage_kwargs(stage_name, args, resume))
         if resume is not None and "upstream" in resume:
             check_upstream(stage.upstream, resume["upstream"], resume["path"])
