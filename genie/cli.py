@@ -177,7 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
-    from genie.evaluation.curves import plot_run
+    from genie.training.curves import plot_run
 
     print(plot_run(args.run_dir))
 

@@ -39,6 +39,7 @@ from genie.training.checkpoint import (
     write_config,
     write_text_atomic,
 )
+from genie.training.curves import plot_run
 from genie.training.metrics_log import MetricsLog
 from genie.training.runtime import Runtime, memory_mb, unwrap
 from genie.training.sampler import SeededItems, StepBatchSampler, micro_batch_size, validation_clips
@@ -364,8 +365,6 @@ class Trainer:
                     if new_best and rt.is_main:
                         write_text_atomic(self.run_dir / "best.json", _json(self.best))
                     if rt.is_main and log.has_rows:  # none yet when save_every < log_every
-                        from genie.evaluation.curves import plot_run
-
                         plot_run(self.run_dir)
                 if rt.any(self.stop_signal is not None):
                     self._stop(last_ckpt, val)

@@ -1,4 +1,8 @@
-"""loss_curve.png, drawn from metrics.jsonl so it can be redrawn at any time (`genie plot RUN_DIR`)."""
+"""loss_curve.png, drawn from metrics.jsonl so it can be redrawn at any time (`genie plot RUN_DIR`).
+
+The loop redraws it at every save; matplotlib is imported only when drawing, so importing the loop
+(and `genie --help`) stays fast.
+"""
 
 from __future__ import annotations
 
