@@ -156,7 +156,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from genie.training.entry import train_from_args
+    from genie.train import train_from_args
 
     train_from_args(args.stage, args)
 

@@ -1,4 +1,8 @@
-"""`genie train STAGE` / scripts/train_*.py: config + data + stage -> the one training loop."""
+"""`genie train STAGE` / scripts/train_*.py: config + data + stage -> the one training loop.
+
+An app beside cli.py, not part of training/: it names the stages and their flags (the dynamics stage's
+upstream checkpoints) and collects a missing ALE dataset, so the loop below it never imports a stage.
+"""
 
 from __future__ import annotations
 
