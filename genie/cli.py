@@ -219,7 +219,7 @@ def _cmd_play(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from genie.evaluation.report import write_report
+    from genie.report import write_report
 
     print(
         write_report(

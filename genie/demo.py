@@ -19,8 +19,9 @@ from pathlib import Path
 
 from genie.cli import main as genie
 from genie.cli import run
-from genie.evaluation.report import with_error
 from genie.outputs import eval_glob
+from genie.report import latest_run as latest_run_in
+from genie.report import with_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,9 +143,7 @@ def _mtime(path: Path) -> float:
 
 
 def latest_run(stage: str) -> Path:
-    from genie.evaluation.report import latest_run as latest
-
-    run = latest(Path("checkpoints"), stage)
+    run = latest_run_in(Path("checkpoints"), stage)
     if run is None:
         sys.exit(f"error: no {stage} run under checkpoints/{stage}/")
     return run

@@ -426,7 +426,7 @@ def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, 
 
 
 def test_report_assets_of_the_same_name_do_not_overwrite_each_other(tmp_path):
-    from genie.evaluation.report import _asset
+    from genie.report import _asset
 
     (tmp_path / "long_video").mkdir()
     (tmp_path / "x.mp4").write_bytes(b"short")

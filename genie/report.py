@@ -4,6 +4,9 @@ For each stage: its loss curve, best validation step, the metrics of its latest 
 videos; for the LAM the confusion matrix and code usage; for the dynamics model the rollout PSNR per
 horizon step and ΔtPSNR; and a GIF of the world played with scripted keys, with its measured speed.
 Assets are copied beside report.html, so the folder can be moved or shared as it is.
+
+An app at the top, beside cli.py: it reads the runs and evaluations the stages wrote and plays the world
+(genie.world), so nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +26,8 @@ from genie.errors import GenieError
 from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, WINDOWS
 from genie.outputs import STAGES, eval_glob
 from genie.training.checkpoint import load_checkpoint, read_best
-
-if TYPE_CHECKING:
-    from genie.world import WorldModels
+from genie.world import World, WorldModels
+from genie.world.control import control_rate
 
 ASSETS_MARK = ".written_by_genie_report"
 PLAY_SCRIPT = [("up", 12), ("stay", 6), ("down", 12), ("stay", 6), ("up", 8), ("down", 8)]  # 52 frames
@@ -76,8 +78,6 @@ def _videos(stage: str, json_path: Path) -> list[Path]:
 def play_gif(models: WorldModels, out: Path) -> dict[str, Any]:
     """Play the world with PLAY_SCRIPT's keys from a fixed prompt; save a GIF, return the timing."""
     from PIL import Image
-
-    from genie.world import World
 
     world = World(models, seed=0)
     keys = models.actions.keys
@@ -289,9 +289,6 @@ def _build(
         summary["runs"][stage] = entry
         sections.append("\n".join(parts))
     if gif and "dynamics" in chosen:
-        from genie.world import WorldModels
-        from genie.world.control import control_rate
-
         models = WorldModels.load(chosen["dynamics"])  # loaded once: checkpoints and the key map
         play = play_gif(models, assets / "play.gif")
         summary["play"] = play
