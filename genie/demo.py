@@ -19,6 +19,8 @@ from pathlib import Path
 
 from genie.cli import main as genie
 from genie.cli import run
+from genie.data.collect import ensure_dataset
+from genie.data.store import EpisodeStore
 from genie.outputs import eval_glob
 from genie.report import latest_run as latest_run_in
 from genie.report import with_error
@@ -27,9 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
-    from genie.data.collect import ensure_dataset
-    from genie.data.store import EpisodeStore
-
     t0 = time.perf_counter()
     phases = Phases()
     print("== 1/5 data: Atari Pong from ALE (frames, true actions, identifiability) ==")

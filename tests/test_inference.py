@@ -1,10 +1,7 @@
-"""The trained world apart from training: loading it, its action source, and the import rule that keeps play
-and evaluation off the training stages."""
+"""The trained world apart from training: loading it and its action source (the import rules that keep play
+and evaluation off the training stages are in test_imports.py)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,31 +11,6 @@ from genie.data.clips import ClipDataset
 from genie.data.frames import to_float
 from genie.inference import PROMPT_FRAMES, TrainedWorld
 from genie.stages.registry import stage_from_checkpoint
-
-GENIE = Path(__file__).resolve().parents[1] / "genie"
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, function-local imports included."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}
-    return names
-
-
-def test_play_and_evaluation_do_not_import_training_stages():
-    offenders = {
-        f"{path.relative_to(GENIE.parent)}: {name}"
-        for folder in ("world", "evaluation")
-        for path in (GENIE / folder).glob("*.py")
-        for name in imported_modules(path)
-        if name.split(".")[:2] == ["genie", "stages"] or name.startswith("genie.training.loop")
-    }
-    assert not offenders, offenders
 
 
 def test_trained_world_is_the_stages_world(dynamics_run):
