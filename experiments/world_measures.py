@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
-from genie.evaluation.world_eval import REPORT_CLIPS, long_play_counts, rollout_metrics  # noqa: E402
+from genie.evaluation.world_eval import long_play_counts, rollout_metrics  # noqa: E402
 from genie.inference import TrainedWorld  # noqa: E402
+from genie.stages.common import REPORT_CLIPS  # noqa: E402
 from genie.training.sampler import validation_clips  # noqa: E402
 from genie.world import World, WorldModels  # noqa: E402
 from genie.world.control import control_rate  # noqa: E402
@@ -48,7 +49,7 @@ def play_fps(models: WorldModels) -> float:
 def delta_psnr(world: TrainedWorld) -> dict[str, float]:
     T = world.window
     val = ClipDataset(world.store, "val", T, stride=T)
-    picks = evenly_spaced(len(val), REPORT_CLIPS)
+    picks = evenly_spaced(len(val), REPORT_CLIPS["dynamics"])
     loader = DataLoader(validation_clips(val, picks), batch_size=8)
     batches = ({k: v.to(world.device) for k, v in b.items()} for b in loader)
     metrics = rollout_metrics(world, batches, len(picks))

@@ -24,7 +24,7 @@ import numpy as np
 
 from genie.errors import GenieError
 from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, WINDOWS
-from genie.outputs import STAGES, eval_glob
+from genie.outputs import LOSS_CURVE, METRICS_LOG, STAGES, eval_files, eval_glob
 from genie.training.checkpoint import load_checkpoint, read_best
 from genie.world import World, WorldModels
 from genie.world.control import control_rate
@@ -34,7 +34,7 @@ PLAY_SCRIPT = [("up", 12), ("stay", 6), ("down", 12), ("stay", 6), ("up", 8), ("
 
 
 def latest_run(checkpoints: Path, stage: str) -> Path | None:
-    runs = sorted(p for p in (checkpoints / stage).glob("run_*") if (p / "metrics.jsonl").is_file())
+    runs = sorted(p for p in (checkpoints / stage).glob("run_*") if (p / METRICS_LOG).is_file())
     return runs[-1] if runs else None
 
 
@@ -66,13 +66,8 @@ def latest_eval(eval_dir: Path, stage: str, run: Path) -> tuple[Path, dict] | No
 
 
 def _videos(stage: str, json_path: Path) -> list[Path]:
-    stem = json_path.with_suffix("")
-    candidates = {
-        "tokenizer": [stem.with_suffix(".mp4"), stem.parent / f"{stem.name}_long_7seq.mp4"],
-        "lam": [stem.with_suffix(".mp4"), stem.parent / f"{stem.name}_confusion.png"],
-        "dynamics": [stem.with_suffix(".mp4"), stem.parent / "long_video" / f"{stem.name}.mp4"],
-    }[stage]
-    return [p for p in candidates if p.is_file()]
+    files = eval_files(stage, json_path.parent, json_path.stem)
+    return [p for p in (files.video, files.extra) if p.is_file()]
 
 
 def play_gif(models: WorldModels, out: Path) -> dict[str, Any]:
@@ -195,8 +190,8 @@ def write_report(
 ) -> Path:
     chosen: dict[str, Path] = {}
     for run in runs or []:
-        if not (run / "metrics.jsonl").is_file():
-            raise GenieError(f"{run} is not a run directory (no metrics.jsonl)")
+        if not (run / METRICS_LOG).is_file():
+            raise GenieError(f"{run} is not a run directory (no {METRICS_LOG})")
         chosen[stage_of(run)] = run
     if not runs:
         chosen = {s: r for s in STAGES if (r := latest_run(checkpoints, s)) is not None}
@@ -251,8 +246,8 @@ def _build(
         if (best := read_best(run)) is not None:
             entry["best"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
             parts.append(f"<p>best: step {best['step']}, {best['metric']} = {best['value']:.4g}</p>")
-        if (run / "loss_curve.png").is_file():
-            parts.append(f'<img src="{_asset(run / "loss_curve.png", assets, stage)}" width="640">')
+        if (run / LOSS_CURVE).is_file():
+            parts.append(f'<img src="{_asset(run / LOSS_CURVE, assets, stage)}" width="640">')
         found = latest_eval(eval_dir, stage, run)
         if found is not None:
             path, data = found

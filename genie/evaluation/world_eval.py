@@ -28,12 +28,11 @@ from genie.models.dynamics import sample_mask
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
-REPORT_CLIPS = 256  # validation clips the final evaluation scores, all rolled out (training's: eval_rollouts)
 VAL_MASK_RATE = 0.75  # teacher-forced token accuracy is measured with this share of tokens masked
 MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by more than this
 
 
-def with_error(key: str) -> bool:
+def has_standard_error(key: str) -> bool:
     """Metrics reported with their standard error over clips: ΔtPSNR (small and noisy) and the rollout
     PSNR that picks the best checkpoint (which must not follow noise)."""
     return "delta_psnr" in key or key == "val/rollout_psnr"
@@ -80,7 +79,7 @@ def rollout_metrics(
         v = value[torch.isfinite(value)].double()
         sums[key] = sums.get(key, 0.0) + float(v.sum())
         counts[key] = counts.get(key, 0) + v.numel()
-        if with_error(key):
+        if has_standard_error(key):
             sums[f"{key}_sq"] = sums.get(f"{key}_sq", 0.0) + float((v * v).sum())
 
     rolled = 0
@@ -108,7 +107,7 @@ def rollout_metrics(
     sums = rt.all_sum(sums)
     counts = rt.all_sum({k: float(v) for k, v in counts.items()})
     out = {k: sums[k] / counts[k] for k in counts if counts[k]}
-    for k in [k for k in out if with_error(k) and counts[k] >= 2]:  # one clip has no spread
+    for k in [k for k in out if has_standard_error(k) and counts[k] >= 2]:  # one clip has no spread
         out[f"{k}_se"] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
     return out
 

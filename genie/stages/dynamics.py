@@ -29,7 +29,6 @@ from genie.data.frames import to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.evaluation.world_eval import (
-    REPORT_CLIPS,
     long_play_counts,
     long_rollouts,
     rollout_metrics,
@@ -37,9 +36,9 @@ from genie.evaluation.world_eval import (
 )
 from genie.inference import PROMPT_FRAMES, TrainedWorld, build_dynamics, load_upstream, sampling_of
 from genie.models.dynamics import DynamicsModel, sample_mask
-from genie.outputs import eval_stem
+from genie.outputs import eval_files, eval_stem
 from genie.progress import progress_bar
-from genie.stages.common import dataset_record, keep_per_run, report_batch_size
+from genie.stages.common import REPORT_CLIPS, dataset_record, keep_per_run, report_batch_size
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
@@ -162,9 +161,9 @@ class DynamicsStage:
         model.eval()
         world, t = self.world_of(model), self.config.training
         d, step = self.config.data, int(checkpoint["step"])
-        out_dir = Path(eval_dir) / "dynamics"
+        files = eval_files("dynamics", Path(eval_dir) / "dynamics", eval_stem("dynamics", step))
         val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = evenly_spaced(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS["dynamics"])
         loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
         bar = progress_bar(total=len(loader) + 3, desc=f"evaluating dynamics step {step}", unit="part")
 
@@ -179,13 +178,13 @@ class DynamicsStage:
             x = to_float(shown["frames"])
             gen = rollouts(world, x, self.actions_of(shown))["inferred"]
             video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
-            write_mp4(out_dir / f"{eval_stem('dynamics', step)}.mp4", video, fps=d.fps)
+            write_mp4(files.video, video, fps=d.fps)
             bar.update(1)
             long, seen = long_rollouts(world)
             metrics.update(seen)
             bar.update(1)
             if long is not None:
-                write_mp4(out_dir / "long_video" / f"{eval_stem('dynamics', step)}.mp4", long, fps=d.fps)
+                write_mp4(files.extra, long, fps=d.fps)
             if t.eval_play_frames:
                 metrics.update(long_play_counts(world, t.eval_play_frames, t.eval_play_prompts))
             bar.update(1)
@@ -199,11 +198,8 @@ class DynamicsStage:
             "sampling": vars(self.sampling),
             "metrics": metrics,
         }
-        path = out_dir / f"{eval_stem('dynamics', step)}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        keep_per_run(
-            [path, path.with_suffix(".mp4"), out_dir / "long_video" / f"{path.stem}.mp4"], checkpoint
-        )
+        files.json.write_text(json.dumps(result, indent=2) + "\n")
+        keep_per_run(files.all(), checkpoint)
         return result
 
     def checkpoint_extras(self) -> dict[str, Any]:

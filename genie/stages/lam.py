@@ -37,13 +37,12 @@ from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.evaluation.video import annotate, side_by_side, write_mp4
 from genie.inference import build_lam
 from genie.models.lam import LatentActionModel
-from genie.outputs import eval_stem
-from genie.stages.common import CodeRestarts, dataset_record, report_batch_size, vq_objective
+from genie.outputs import eval_files, eval_stem
+from genie.stages.common import REPORT_CLIPS, CodeRestarts, dataset_record, report_batch_size, vq_objective
 from genie.stages.few_labels import LabelledEpisodes, label_loss
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
-REPORT_CLIPS = 256  # validation clips scored by `report` (the periodic validation uses eval_batches)
 VIDEO_CLIPS = 12  # consecutive clips shown in the report video
 
 
@@ -228,10 +227,9 @@ class LamStage:
         T, step = d.sequence_length, int(checkpoint["step"])
         path = Path(checkpoint.get("path", "checkpoint.pt"))
         run = path.parent.name if path.parent.name.startswith("run_") else path.stem
-        out_dir = Path(eval_dir) / "lam"
-        stem = f"{eval_stem('lam', step)}_{run}"
+        files = eval_files("lam", Path(eval_dir) / "lam", f"{eval_stem('lam', step)}_{run}")
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = evenly_spaced(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS["lam"])
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics, details = self._measure(
@@ -239,11 +237,11 @@ class LamStage:
             )
             mapping = details.get("move_identifiable", details.get("move", {})).get("mapping", {})
             video = self._visual(model, mapping)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        files.json.parent.mkdir(parents=True, exist_ok=True)
         if video is not None:
-            write_mp4(out_dir / f"{stem}.mp4", video, fps=d.fps, scale=1)
+            write_mp4(files.video, video, fps=d.fps, scale=1)
         if details:
-            self._plot_confusions(details, out_dir / f"{stem}_confusion.png", f"LAM step {step} ({run})")
+            self._plot_confusions(details, files.extra, f"LAM step {step} ({run})")
         result = {
             "stage": "lam",
             "checkpoint": checkpoint.get("path"),
@@ -263,7 +261,7 @@ class LamStage:
             "move_identifiable_* only steps whose next frame differs from every other class's; "
             "move_majority_identifiable is the score of a LAM that ignores the frames (chance).",
         }
-        (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        files.json.write_text(json.dumps(result, indent=2) + "\n")
         return result
 
     def _labels(self, name: str) -> list[str]:

@@ -25,12 +25,17 @@ from genie.evaluation.metrics import codebook_usage, foreground_mask, object_rec
 from genie.evaluation.video import side_by_side, write_mp4
 from genie.inference import build_tokenizer
 from genie.models.tokenizer import VideoTokenizer
-from genie.outputs import eval_stem
-from genie.stages.common import CodeRestarts, dataset_record, keep_per_run, report_batch_size, vq_objective
+from genie.outputs import eval_files, eval_stem
+from genie.stages.common import (
+    REPORT_CLIPS,
+    CodeRestarts,
+    dataset_record,
+    keep_per_run,
+    report_batch_size,
+    vq_objective,
+)
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
-
-REPORT_CLIPS = 64  # validation clips scored by `report` (the periodic validation uses eval_batches)
 
 
 class TokenizerStage:
@@ -93,19 +98,19 @@ class TokenizerStage:
         model.eval()
         d = self.config.data
         T, step = d.sequence_length, int(checkpoint["step"])
-        out_dir = Path(eval_dir) / "tokenizer"
+        files = eval_files("tokenizer", Path(eval_dir) / "tokenizer", eval_stem("tokenizer", step))
         val = ClipDataset(self.store, "val", T, stride=T)
-        picks = evenly_spaced(len(val), REPORT_CLIPS)
+        picks = evenly_spaced(len(val), REPORT_CLIPS["tokenizer"])
         loader = DataLoader(Subset(val, picks), batch_size=report_batch_size(checkpoint, d))
         with torch.no_grad():
             metrics = self.evaluate(model, ({k: v.to(self.device) for k, v in b.items()} for b in loader))
             shown = torch.stack([val[i]["frames"] for i in picks[:: max(1, len(picks) // 4)][:4]])
             video = self._comparison(model, shown)
-            write_mp4(out_dir / f"{eval_stem('tokenizer', step)}.mp4", video, fps=d.fps)
+            write_mp4(files.video, video, fps=d.fps)
             long = self._consecutive_clips(7 * T)
             if long is not None:
                 video = self._comparison(model, long.reshape(7, T, *long.shape[1:]))
-                write_mp4(out_dir / f"{eval_stem('tokenizer', step)}_long_7seq.mp4", video, fps=d.fps)
+                write_mp4(files.extra, video, fps=d.fps)
         result = {
             "stage": "tokenizer",
             "checkpoint": checkpoint.get("path"),
@@ -117,9 +122,8 @@ class TokenizerStage:
             "note": "background_psnr scores the per-pixel median frame; object_recall is the share of "
             "foreground pixels reconstructed within 0.1",
         }
-        path = out_dir / f"{eval_stem('tokenizer', step)}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        keep_per_run([path, path.with_suffix(".mp4"), out_dir / f"{path.stem}_long_7seq.mp4"], checkpoint)
+        files.json.write_text(json.dumps(result, indent=2) + "\n")
+        keep_per_run(files.all(), checkpoint)
         return result
 
     def _comparison(self, model: nn.Module, clips: Tensor) -> np.ndarray:

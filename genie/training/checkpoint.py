@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from genie.errors import GenieError
+from genie.outputs import BEST
 
 FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name (resumes in any world size)
 _STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
@@ -96,7 +97,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def read_best(run_dir: Path) -> dict | None:
-    path = run_dir / "best.json"
+    path = run_dir / BEST
     if not path.is_file():
         return None
     try:

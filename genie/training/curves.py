@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genie.errors import GenieError
+from genie.outputs import LOSS_CURVE
 from genie.training.metrics_log import read_metrics
 
 
@@ -46,8 +47,8 @@ def plot_run(run_dir: Path) -> Path:
             if axis.get_legend_handles_labels()[0]:  # a run may log only dB or only shares
                 axis.legend(loc=corner, fontsize=7)
     fig.tight_layout()
-    out = run_dir / "loss_curve.png"
-    tmp = run_dir / "loss_curve.tmp.png"
+    out = run_dir / LOSS_CURVE
+    tmp = out.with_name(f"{out.stem}.tmp{out.suffix}")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(out)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from genie.config import TrainingConfig, config_to_dict
 from genie.data.clips import evenly_spaced
 from genie.errors import GenieError, Stopped
+from genie.outputs import BEST
 from genie.progress import progress_bar
 from genie.training.checkpoint import (
     FORMAT_VERSION,
@@ -222,7 +223,7 @@ class Trainer:
         for tmp in self.run_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
         if resume.get("val_step") == self.step and resume.get("val") and self._update_best(resume["val"]):
-            write_text_atomic(self.run_dir / "best.json", _json(self.best))
+            write_text_atomic(self.run_dir / BEST, _json(self.best))
 
     def _prune(self) -> None:
         keep = self.cfg.keep_checkpoints
@@ -363,7 +364,7 @@ class Trainer:
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or new_best:
                     last_ckpt = self.save(val)
                     if new_best and rt.is_main:
-                        write_text_atomic(self.run_dir / "best.json", _json(self.best))
+                        write_text_atomic(self.run_dir / BEST, _json(self.best))
                     if rt.is_main and log.has_rows:  # none yet when save_every < log_every
                         plot_run(self.run_dir)
                 if rt.any(self.stop_signal is not None):

@@ -7,13 +7,15 @@ import math
 import os
 from pathlib import Path
 
+from genie.outputs import METRICS_LOG
+
 
 class MetricsLog:
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         """resume_step: the step of the checkpoint a resumed run restarts from. Rows logged after it (the
         steps a killed run made past its last checkpoint, about to be made again) and a line cut by the
         kill are dropped first, so every step appears once."""
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_LOG
         if resume_step is not None and self.path.is_file():
             kept = [row for row in read_metrics(run_dir) if row.get("step", 0) <= resume_step]
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -43,7 +45,7 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_LOG
     if not path.is_file():
         return []
     rows = []
