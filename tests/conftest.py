@@ -1,4 +1,5 @@
-"""Shared fixtures: one small real Pong dataset for the whole session."""
+"""Shared fixtures: one small real Pong dataset for the whole session, opened once per test module, and tiny
+trained runs of the three stages on it."""
 
 from __future__ import annotations
 
@@ -21,39 +22,34 @@ def pong_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _data_args(dataset: Path) -> list[str]:
-    return ["--data_dir", str(dataset.parent), "--dataset", dataset.name, "--quiet"]
+@pytest.fixture(scope="module")
+def store(pong_dataset: Path):
+    """The Pong dataset opened (an EpisodeStore), once per test module."""
+    from genie.data.store import EpisodeStore
+
+    return EpisodeStore.open(pong_dataset)
 
 
 @pytest.fixture(scope="session")
 def upstream(pong_dataset, tmp_path_factory) -> dict[str, Path]:
     """Tiny tokenizer and LAM runs (2 steps each, no eval) on the real Pong fixture."""
-    from tiny_runs import LAM, TOKENIZER, write
-
-    from genie.cli import main
+    from tiny_runs import LAM, TOKENIZER, train_by_cli
 
     tmp = tmp_path_factory.mktemp("upstream")
     runs = {}
     for stage, cfg in (("tokenizer", TOKENIZER), ("lam", LAM)):
-        config = write(tmp / f"{stage}.yaml", cfg)
-        args = ["train", stage, "--config", str(config), "--output_dir", str(tmp / "ck"), "--no_eval"]
-        assert main([*args, *_data_args(pong_dataset)]) == 0
-        (runs[stage],) = (tmp / "ck" / stage).iterdir()
-    runs["lam_config"] = tmp / "lam.yaml"
+        runs[stage], _ = train_by_cli(stage, cfg, pong_dataset, tmp, "--no_eval")
+    runs["lam_config"] = tmp / "lam.yaml"  # written by train_by_cli
     return runs
 
 
 @pytest.fixture(scope="session")
 def dynamics_run(pong_dataset, upstream, tmp_path_factory) -> Path:
     """A tiny dynamics run (2 steps, no eval) on the tiny tokenizer and LAM: a playable, untrained world."""
-    from tiny_runs import DYNAMICS, write
+    from tiny_runs import DYNAMICS, train_by_cli
 
-    from genie.cli import main
-
-    tmp = tmp_path_factory.mktemp("dynamics")
-    config = write(tmp / "dynamics.yaml", DYNAMICS)
-    args = ["train", "dynamics", "--config", str(config), "--output_dir", str(tmp / "ck"), "--no_eval"]
-    args += ["--tokenizer_path", str(upstream["tokenizer"]), "--lam_path", str(upstream["lam"])]
-    assert main([*args, *_data_args(pong_dataset)]) == 0
-    (run,) = (tmp / "ck" / "dynamics").iterdir()
+    paths = ["--tokenizer_path", str(upstream["tokenizer"]), "--lam_path", str(upstream["lam"])]
+    run, _ = train_by_cli(
+        "dynamics", DYNAMICS, pong_dataset, tmp_path_factory.mktemp("dynamics"), *paths, "--no_eval"
+    )
     return run

@@ -2,29 +2,15 @@
 
 import pytest
 import torch
+from tiny_models import A, N, V, tiny_dynamics
 
 from genie.config import TransformerConfig
 from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig, nucleus
 
-V, A, N = 16, 3, 6
-
-
-def woken(model: DynamicsModel) -> DynamicsModel:
-    """The per-block modulation starts at zero (the plain block): give it weights, so tests see it act."""
-    for block in model.transformer.blocks:
-        if block.modulation is not None:
-            torch.nn.init.normal_(block.modulation[1].weight, std=0.2)
-    return model
-
 
 @pytest.fixture(params=["every_block", "input"])
 def model(request) -> DynamicsModel:
-    torch.manual_seed(0)
-    cfg = TransformerConfig(num_layers=2, d_model=32, num_heads=4, qk_normalization=True)
-    every_block = request.param == "every_block"
-    return woken(
-        DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=every_block)
-    )
+    return tiny_dynamics(every_block=request.param == "every_block")
 
 
 def clip(B: int = 2, T: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,10 +52,7 @@ def test_sliding_window_equals_forward_on_the_last_frames():
     Exact for one block; with more blocks a cached frame's keys also carry what that frame saw
     before the window (as in sliding-window attention LLMs), which is the point of keeping them.
     """
-    torch.manual_seed(0)
-    cfg = TransformerConfig(num_layers=1, d_model=32, num_heads=4, qk_normalization=True)
-    model = woken(DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=True))
-    model = model.eval()
+    model = tiny_dynamics(num_layers=1).eval()
     tokens, actions = clip(T=7)
     W = 3
     cache = FrameCache(window=W)

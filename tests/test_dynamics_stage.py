@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from tiny_runs import DYNAMICS, LAM, write
+from tiny_runs import DYNAMICS, LAM, train_args, write
 
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
@@ -15,21 +15,9 @@ from genie.stages.dynamics import corrupt_context, drop_actions, masked_loss, sa
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
     return [
-        "train",
-        "dynamics",
-        "--config",
-        str(write(tmp_path / "dyn.yaml", config)),
-        "--data_dir",
-        str(pong_dataset.parent),
-        "--dataset",
-        pong_dataset.name,
+        *train_args("dynamics", config, pong_dataset, tmp_path),
         "--tokenizer_path",
         str(upstream["tokenizer"]),
-        "--output_dir",
-        str(tmp_path / "ck"),
-        "--eval_dir",
-        str(tmp_path / "ev"),
-        "--quiet",
         *extra,
     ]
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from tiny_models import tiny_lam
+from tiny_runs import LOOP_LAM, lam_config, train_by_cli, variant, write
 
 from genie.cli import main
-from genie.config import LamConfig, LamModelConfig, TransformerConfig, config_from_dict, load_config
+from genie.config import LamConfig, config_from_dict, load_config
 from genie.data.clips import ClipDataset
 from genie.data.store import EpisodeStore
 from genie.data.writer import DatasetWriter
@@ -27,48 +28,6 @@ from genie.training.loop import Trainer
 from genie.training.runtime import LOCAL, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "model": {
-        "encoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
-        "decoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
-        "codebook": {"num_codes": 3, "latent_dim": 8},
-        "patch_size": 16,
-        "decoder_context": 2,
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {
-        "max_lr": 3e-3,
-        "min_lr": 3e-4,
-        "warmup_steps": 2,
-        "max_steps": 6,
-        "save_every": 3,
-        "eval_every": 3,
-        "log_every": 1,
-        "eval_batches": 2,
-    },
-}
-
-
-def tiny_config(**training) -> LamConfig:
-    data = json.loads(json.dumps(TINY))
-    data["training"].update(training)
-    return config_from_dict(LamConfig, data, "tiny")
-
-
-def tiny_lam(context: int = 2, height: int = 20, width: int = 24) -> LatentActionModel:
-    """20 rows do not divide by the patch 8: the model pads to 24 and crops."""
-    small = TransformerConfig(num_layers=2, d_model=32, num_heads=2)
-    cfg = LamModelConfig(encoder=small, decoder=small, patch_size=8, decoder_context=context)
-    torch.manual_seed(0)
-    model = LatentActionModel(cfg, height=height, width=width)
-    torch.nn.init.normal_(model.to_pixels.weight, std=0.1)  # zero at init (a copy of x_t): wake it for tests
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def store(pong_dataset) -> EpisodeStore:
-    return EpisodeStore.open(pong_dataset)
 
 
 # --- the model ---
@@ -138,14 +97,6 @@ def test_decoder_uses_the_action():
     assert (a - b).abs().amax() > 1e-4
 
 
-def test_every_parameter_gets_a_gradient():
-    model = tiny_lam().train()
-    out = model(torch.rand(2, 4, 3, 20, 24))
-    (out.prediction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, missing
-
-
 def test_bad_clips_are_one_line_errors():
     model = tiny_lam()
     with pytest.raises(GenieError, match="at least 2 frames"):
@@ -212,7 +163,7 @@ def test_metrics_random_codes_score_near_chance():
 
 def test_untrained_lam_scores_near_chance_on_real_pong(store):
     """A LAM whose actions carry no information about the true ones scores near the majority share."""
-    stage = LamStage(tiny_config(), store, torch.device("cpu"))
+    stage = LamStage(lam_config(), store, torch.device("cpu"))
     torch.manual_seed(0)
     model = stage.build().eval()
     val = ClipDataset(store, "val", 4, stride=4)
@@ -232,7 +183,7 @@ def test_untrained_lam_scores_near_chance_on_real_pong(store):
 
 def test_best_metric_is_label_free(store):
     """The selecting number is the same with or without true actions in the batches."""
-    stage = LamStage(tiny_config(), store, torch.device("cpu"))
+    stage = LamStage(lam_config(), store, torch.device("cpu"))
     assert stage.best_metric == "val/psnr_changed"
     torch.manual_seed(0)
     model = stage.build().eval()
@@ -248,7 +199,7 @@ def test_best_metric_is_label_free(store):
 @pytest.mark.slow
 def train_with_scripted_validations(store, tmp_path, monkeypatch, validations: list[dict]):
     """A tiny LAM run validated at every step, its validation numbers replaced by `validations`, in order."""
-    cfg = tiny_config(max_steps=len(validations), eval_every=1, save_every=len(validations))
+    cfg = lam_config(max_steps=len(validations), eval_every=1, save_every=len(validations))
     rt = Runtime(torch.device("cpu"))
     stage = LamStage(cfg, store, rt.device)
     trainer = Trainer(
@@ -309,9 +260,11 @@ def write_toy_paddle(data_dir: Path, episodes: int = 6, length: int = 120, seed:
 @pytest.mark.slow
 def test_anti_collapse_keeps_all_codes_alive_on_a_toy_game(tmp_path):
     store = EpisodeStore.open(write_toy_paddle(tmp_path))
-    data = json.loads(json.dumps(TINY))
-    data["model"].update(patch_size=4, encoder={"num_layers": 2, "d_model": 32, "num_heads": 2})
-    data["data"].update(height=16, width=16, batch_size=8)
+    data = variant(
+        LOOP_LAM,
+        model={"patch_size": 4, "encoder": {"num_layers": 2, "d_model": 32, "num_heads": 2}},
+        data={"height": 16, "width": 16, "batch_size": 8},
+    )
     cfg = config_from_dict(LamConfig, data, "toy")
     stage = LamStage(cfg, store, torch.device("cpu"))
     torch.manual_seed(0)
@@ -358,15 +311,6 @@ def test_paper_size_lam_builds():
     assert 600e6 < sum(p.numel() for p in model.parameters()) < 750e6  # 674M
 
 
-def write_tiny_yaml(path: Path, model: dict | None = None, data: dict | None = None, **training) -> Path:
-    cfg = json.loads(json.dumps(TINY))
-    cfg["training"].update(training)
-    cfg["model"].update(model or {})
-    cfg["data"].update(data or {})
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.mark.parametrize(
     ("model", "data", "expected"),
     [
@@ -377,7 +321,7 @@ def write_tiny_yaml(path: Path, model: dict | None = None, data: dict | None = N
     ],
 )
 def test_bad_lam_config_is_one_line(pong_dataset, tmp_path, capsys, model, data, expected):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml", model, data)
+    config = write(tmp_path / "tiny.yaml", variant(LOOP_LAM, model=model, data=data))
     code = main(["train", "lam", "--config", str(config), "--data_dir", str(pong_dataset.parent)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and expected in err and len(err.splitlines()) == 1, err
@@ -393,12 +337,7 @@ def test_tokenizer_checkpoint_is_refused_by_eval_lam(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=3)
-    args = ["--config", str(config), "--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
-    out = ["--output_dir", str(tmp_path / "ck"), "--eval_dir", str(tmp_path / "ev"), "--quiet"]
-    assert main(["train", "lam", *args, *out, "--device", "cpu"]) == 0
-    (run,) = (tmp_path / "ck" / "lam").iterdir()
-    ev = tmp_path / "ev" / "lam"
+    run, ev = train_by_cli("lam", variant(LOOP_LAM, max_steps=3), pong_dataset, tmp_path, "--device", "cpu")
     stem = f"visual_eval_step_3_{run.name}"
     assert (ev / f"{stem}.mp4").stat().st_size > 1000
     assert (ev / f"{stem}_confusion.png").stat().st_size > 1000

@@ -1,12 +1,11 @@
 """The LAM's few-label mode: which episodes are labelled, that labels pull codes to classes, bad input."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
-from test_lam import TINY, tiny_config, write_tiny_yaml
+from tiny_runs import LOOP_LAM, lam_config, variant, write
 
 from genie.cli import main
 from genie.config import LamConfig, config_from_dict
@@ -17,13 +16,8 @@ from genie.stages.few_labels import label_loss
 from genie.stages.lam import LamStage
 
 
-@pytest.fixture(scope="module")
-def store(pong_dataset) -> EpisodeStore:
-    return EpisodeStore.open(pong_dataset)
-
-
 def labelled_config(fraction: float, **supervision) -> LamConfig:
-    data = json.loads(json.dumps(TINY))
+    data = variant(LOOP_LAM)
     data["supervision"] = {"label_fraction": fraction, **supervision}
     return config_from_dict(LamConfig, data, "tiny")
 
@@ -66,7 +60,7 @@ def test_labelled_clips_follow_the_noise_seed_and_skip_unidentifiable_steps(stor
 
 def test_label_fraction_zero_uses_no_labels(store):
     """The unsupervised loss is the same whatever the true actions say, and with none at all."""
-    stage = LamStage(tiny_config(), store, torch.device("cpu"))
+    stage = LamStage(lam_config(), store, torch.device("cpu"))
     assert stage.labels is None and "supervision" not in stage.checkpoint_extras()
     torch.manual_seed(0)
     model = stage.build()
@@ -118,7 +112,7 @@ def test_labelled_clips_add_the_label_term_not_reconstruction(store):
     model = labelled.build()
     batch = training_batch(store, [3, 4])
     _, with_labels = labelled.loss(model, batch)
-    _, without = LamStage(tiny_config(), store, torch.device("cpu")).loss(model, batch)
+    _, without = LamStage(lam_config(), store, torch.device("cpu")).loss(model, batch)
     assert with_labels["recon"].item() == pytest.approx(without["recon"].item(), rel=1e-6)
     assert "label_ce" in with_labels and "label_ce" not in without
 
@@ -135,12 +129,12 @@ def test_a_dataset_without_actions_cannot_be_labelled(store):
     video = dataclasses.replace(store, actions=None, identifiable=None)
     with pytest.raises(GenieError, match="has none"):
         LamStage(labelled_config(0.5), video, torch.device("cpu"))
-    LamStage(tiny_config(), video, torch.device("cpu"))  # unsupervised: fine
+    LamStage(lam_config(), video, torch.device("cpu"))  # unsupervised: fine
 
 
 @pytest.mark.parametrize("fraction", ["1.5", "-0.1", "half"])
 def test_a_bad_label_fraction_flag_is_one_line(pong_dataset, tmp_path, capsys, fraction):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml")
+    config = write(tmp_path / "tiny.yaml", variant(LOOP_LAM))
     args = ["train", "lam", "--config", str(config), "--data_dir", str(pong_dataset.parent)]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--label_fraction", fraction])
@@ -149,10 +143,9 @@ def test_a_bad_label_fraction_flag_is_one_line(pong_dataset, tmp_path, capsys, f
 
 
 def test_a_bad_label_fraction_in_the_config_is_one_line(pong_dataset, tmp_path, capsys):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml")
-    data = json.loads(json.dumps(TINY))
+    data = variant(LOOP_LAM)
     data["supervision"] = {"label_fraction": 2.0}
-    config.write_text(json.dumps(data))
+    config = write(tmp_path / "tiny.yaml", data)
     code = main(["train", "lam", "--config", str(config), "--data_dir", str(pong_dataset.parent)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "supervision: label_fraction 2.0: expected a number in [0, 1]" in err

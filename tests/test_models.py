@@ -1,19 +1,13 @@
-"""The shared ST block, the quantiser and the tokenizer on tiny tensors."""
+"""The shared ST block, the quantiser and the tokenizer on tiny tensors; a gradient for every parameter of
+all three models."""
 
 import pytest
 import torch
+from tiny_models import A, N, V, tiny_dynamics, tiny_lam, tiny_tokenizer
 
-from genie.config import CodebookConfig, TokenizerModelConfig, TransformerConfig
+from genie.config import TransformerConfig
 from genie.models.quantizer import VectorQuantizer
 from genie.models.st_transformer import STBlock, STTransformer, patchify, unpatchify
-from genie.models.tokenizer import VideoTokenizer
-
-
-def tiny_tokenizer(encoder_layers: int = 1, **kw) -> VideoTokenizer:
-    small = TransformerConfig(num_layers=1, d_model=32, num_heads=2)
-    encoder = TransformerConfig(num_layers=encoder_layers, d_model=32, num_heads=2)
-    cfg = TokenizerModelConfig(encoder=encoder, decoder=small, codebook=CodebookConfig(16, 8), patch_size=4)
-    return VideoTokenizer(cfg, height=8, width=12, **kw)
 
 
 def test_patchify_round_trip():
@@ -179,10 +173,37 @@ def test_a_local_encoder_codes_each_patch_from_its_own_pixels():
     assert changed.any()
 
 
-def test_every_parameter_gets_a_gradient():
+def _tokenizer_loss() -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     model = tiny_tokenizer()
     out = model(torch.rand(2, 3, 3, 8, 12))
-    (out.reconstruction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss).backward()
+    return model, out.reconstruction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss
+
+
+def _lam_loss() -> tuple[torch.nn.Module, torch.Tensor]:
+    model = tiny_lam().train()
+    out = model(torch.rand(2, 4, 3, 20, 24))
+    return model, out.prediction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss
+
+
+def _dynamics_loss() -> tuple[torch.nn.Module, torch.Tensor]:
+    """As the stage trains it: a share of the tokens masked, only the masked ones scored."""
+    model = tiny_dynamics()
+    g = torch.Generator().manual_seed(1)
+    tokens, actions = torch.randint(0, V, (2, 4, N), generator=g), torch.randint(0, A, (2, 3), generator=g)
+    where = torch.rand(2, 4, N, generator=g) < 0.5
+    logits = model(tokens.masked_fill(where, model.mask_id), actions, where)
+    return model, torch.nn.functional.cross_entropy(logits, tokens[where])
+
+
+TRAINING_LOSSES = {"tokenizer": _tokenizer_loss, "lam": _lam_loss, "dynamics": _dynamics_loss}
+
+
+@pytest.mark.parametrize("kind", TRAINING_LOSSES)
+def test_every_parameter_gets_a_gradient(kind):
+    """DDP needs it: it reduces every parameter's gradient, and one that the training loss does not reach
+    makes a multi-process run fail."""
+    model, loss = TRAINING_LOSSES[kind]()
+    loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing

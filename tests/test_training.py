@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_runs import LOOP_TOKENIZER, data_args, tokenizer_config, train_by_cli, variant, write
 
 from genie.cli import main
 from genie.config import TokenizerConfig, config_from_dict
@@ -19,32 +20,6 @@ from genie.training.checkpoint import list_checkpoints, load_checkpoint
 from genie.training.loop import Trainer, lr_at
 from genie.training.metrics_log import read_metrics
 from genie.training.runtime import Runtime
-
-TINY = {
-    "model": {
-        "encoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
-        "decoder": {"num_layers": 1, "d_model": 32, "num_heads": 2},
-        "codebook": {"num_codes": 32, "latent_dim": 8},
-        "patch_size": 8,
-    },
-    "data": {"sequence_length": 4, "batch_size": 2},
-    "training": {
-        "max_lr": 3e-3,
-        "min_lr": 3e-4,
-        "warmup_steps": 2,
-        "max_steps": 6,
-        "save_every": 3,
-        "eval_every": 3,
-        "log_every": 1,
-        "eval_batches": 2,
-    },
-}
-
-
-def tiny_config(**training) -> TokenizerConfig:
-    data = json.loads(json.dumps(TINY))
-    data["training"].update(training)
-    return config_from_dict(TokenizerConfig, data, "tiny")
 
 
 def make_trainer(
@@ -65,13 +40,8 @@ def make_trainer(
     )
 
 
-@pytest.fixture(scope="module")
-def store(pong_dataset) -> EpisodeStore:
-    return EpisodeStore.open(pong_dataset)
-
-
 def test_lr_schedule_warmup_then_cosine_to_min():
-    cfg = tiny_config(max_steps=100, warmup_steps=10)
+    cfg = tokenizer_config(max_steps=100, warmup_steps=10)
     t = cfg.training
     assert lr_at(0, t) == pytest.approx(t.max_lr / 10)
     assert lr_at(9, t) == pytest.approx(t.max_lr)
@@ -81,7 +51,7 @@ def test_lr_schedule_warmup_then_cosine_to_min():
 
 def test_loss_falls_on_a_fixed_batch(store):
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = tokenizer_config()
     stage = TokenizerStage(cfg, store, torch.device("cpu"))
     model = stage.build()
     batch = {"frames": torch.stack([ClipDataset(store, "train", 4)[i]["frames"] for i in (0, 50)])}
@@ -97,10 +67,10 @@ def test_loss_falls_on_a_fixed_batch(store):
 
 
 def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
-    full = make_trainer(tiny_config(max_steps=6), store, tmp_path / "a")
+    full = make_trainer(tokenizer_config(max_steps=6), store, tmp_path / "a")
     full.train()
 
-    killed = make_trainer(tiny_config(max_steps=6), store, tmp_path / "b")
+    killed = make_trainer(tokenizer_config(max_steps=6), store, tmp_path / "b")
     real_after_step = killed.stage.after_step
 
     def die_after_step_3(model, *args):
@@ -125,7 +95,7 @@ def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
 
 
 def test_run_directory_contract(store, tmp_path):
-    trainer = make_trainer(tiny_config(), store, tmp_path)
+    trainer = make_trainer(tokenizer_config(), store, tmp_path)
     result = trainer.train()
     run = result.run_dir
     assert run.parent == tmp_path and run.name.startswith("run_")
@@ -145,14 +115,14 @@ def test_run_directory_contract(store, tmp_path):
 
 
 def test_keep_checkpoints_prunes_but_keeps_best(store, tmp_path):
-    trainer = make_trainer(tiny_config(max_steps=9, keep_checkpoints=1), store, tmp_path)
+    trainer = make_trainer(tokenizer_config(max_steps=9, keep_checkpoints=1), store, tmp_path)
     result = trainer.train()
     steps = [s for s, _ in list_checkpoints(result.run_dir)]
     assert 9 in steps and result.best["step"] in steps and len(steps) <= 2
 
 
 def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatch):
-    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    trainer = make_trainer(tokenizer_config(max_steps=6), store, tmp_path)
     real_save = torch.save
     calls = {"n": 0}
 
@@ -180,7 +150,7 @@ def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatc
 def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
     store, tmp_path, monkeypatch, error, cause
 ):
-    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    trainer = make_trainer(tokenizer_config(max_steps=6), store, tmp_path)
     real_save = torch.save
     calls = {"n": 0}
 
@@ -202,7 +172,7 @@ def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
 
 
 def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):
-    trainer = make_trainer(tiny_config(max_steps=6, max_skipped_steps=0), store, tmp_path)
+    trainer = make_trainer(tokenizer_config(max_steps=6, max_skipped_steps=0), store, tmp_path)
     real_loss = trainer.stage.loss
 
     def loss(model, batch):
@@ -221,7 +191,7 @@ def test_non_finite_steps_are_skipped_and_counted_up_to_the_limit(store, tmp_pat
     and the run finishes; with a limit of 1 the second one stops it."""
     for limit, finishes in ((2, True), (1, False)):
         trainer = make_trainer(
-            tiny_config(max_steps=6, max_skipped_steps=limit, log_every=1), store, tmp_path
+            tokenizer_config(max_steps=6, max_skipped_steps=limit, log_every=1), store, tmp_path
         )
         real_loss = trainer.stage.loss
         before: dict = {}
@@ -250,30 +220,18 @@ def test_non_finite_steps_are_skipped_and_counted_up_to_the_limit(store, tmp_pat
         assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
-def write_tiny_yaml(path: Path, **training) -> Path:
-    data = json.loads(json.dumps(TINY))
-    data["training"].update(training)
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.mark.slow
 def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path, capsys):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=3)
-    args = ["--config", str(config), "--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
-    out = ["--output_dir", str(tmp_path / "ck"), "--eval_dir", str(tmp_path / "ev"), "--quiet"]
-    assert main(["train", "tokenizer", *args, *out, "--device", "cpu"]) == 0
-    (run,) = (tmp_path / "ck" / "tokenizer").iterdir()
-    ev = tmp_path / "ev" / "tokenizer"
+    config = variant(LOOP_TOKENIZER, max_steps=3)
+    run, ev = train_by_cli("tokenizer", config, pong_dataset, tmp_path, "--device", "cpu")
     assert (ev / "comparison_checkpoint_step_3.mp4").stat().st_size > 1000
     metrics = json.loads((ev / "comparison_checkpoint_step_3.json").read_text())["metrics"]
     for key in ("val/psnr", "val/ssim", "val/background_psnr", "val/object_recall", "val/perplexity"):
         assert key in metrics
     # resume continues the same run directory to a larger max_steps, with the run's config (no --config)
-    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
-    assert (
-        main(["train", "tokenizer", *data, *out, "--resume", str(run), "--max_steps", "5", "--no_eval"]) == 0
-    )
+    out = ["--output_dir", str(tmp_path / "ck"), "--eval_dir", str(tmp_path / "ev")]
+    resume = ["--resume", str(run), "--max_steps", "5", "--no_eval"]
+    assert main(["train", "tokenizer", *data_args(pong_dataset), *out, *resume]) == 0
     assert [s for s, _ in list_checkpoints(run)] == [3, 5]
     # eval from the run directory alone
     assert main(["eval", "tokenizer", "--checkpoint", str(run), "--eval_dir", str(tmp_path / "ev2")]) == 0
@@ -282,7 +240,7 @@ def test_cli_train_then_eval_writes_user_named_outputs(pong_dataset, tmp_path, c
 
 def test_saving_before_the_first_log_row_keeps_the_run(pong_dataset, tmp_path):
     """save_every < log_every: the first saves come before any metrics row (no curve to draw yet)."""
-    config = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=3, save_every=1, log_every=3)
+    config = write(tmp_path / "tiny.yaml", variant(LOOP_TOKENIZER, max_steps=3, save_every=1, log_every=3))
     args = ["--config", str(config), "--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
     assert (
         main(["train", "tokenizer", *args, "--output_dir", str(tmp_path / "ck"), "--no_eval", "--quiet"]) == 0
@@ -300,11 +258,7 @@ def test_saving_before_the_first_log_row_keeps_the_run(pong_dataset, tmp_path):
     ],
 )
 def test_bad_config_is_one_line(pong_dataset, tmp_path, capsys, training, model, expected):
-    data = json.loads(json.dumps(TINY))
-    data["training"].update(training)
-    data["model"].update(model)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(data))
+    config = write(tmp_path / "tiny.yaml", variant(LOOP_TOKENIZER, model=model, **training))
     code = main(["train", "tokenizer", "--config", str(config), "--data_dir", str(pong_dataset.parent)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and expected in err and len(err.splitlines()) == 1
@@ -331,7 +285,7 @@ def test_bad_checkpoints_are_refused(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
-    config = write_tiny_yaml(tmp_path / "tiny.yaml")
+    config = write(tmp_path / "tiny.yaml", variant(LOOP_TOKENIZER))
     assert main(["train", "tokenizer", "--config", str(config), "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no CUDA GPU" in err and len(err.splitlines()) == 1
@@ -340,8 +294,8 @@ def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
 def test_checkpoint_of_another_shape_is_refused(store, tmp_path):
     from genie.training.checkpoint import load_model_state
 
-    small = TokenizerStage(tiny_config(), store, torch.device("cpu")).build()
-    data = json.loads(json.dumps(TINY))
+    small = TokenizerStage(tokenizer_config(), store, torch.device("cpu")).build()
+    data = variant(LOOP_TOKENIZER)
     data["model"]["encoder"]["d_model"] = 64
     other = TokenizerStage(config_from_dict(TokenizerConfig, data, "x"), store, torch.device("cpu")).build()
     with pytest.raises(GenieError, match="ckpt.pt does not fit this model's shapes") as info:
