@@ -39,7 +39,6 @@ from PIL import Image
 from starlette.requests import cookie_parser
 
 from genie.errors import GenieError
-from genie.evaluation.video import write_mp4
 from genie.world.world import World, WorldModels
 
 MAX_MESSAGE = 1024  # bytes: every message of the protocol fits easily
@@ -359,6 +358,8 @@ def _handle(session: Session, text: str, keys: dict[str, int]) -> dict | None:
 
 def _write_recording(frames: list[bytes] | None, record_dir: Path, fps: float) -> dict:
     """The recording's mp4, under a name no other stop can take (two in one second included)."""
+    from genie.evaluation.video import write_mp4
+
     if not frames:
         return {"type": "recording", "on": False, "url": None}
     name = time.strftime("session_%Y%m%d_%H%M%S") + f"_{uuid.uuid4().hex[:8]}.mp4"
