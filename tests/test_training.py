@@ -159,7 +159,7 @@ def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatc
     def dying_save(obj, f, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:  # the second checkpoint dies half-written
-            Path(f).write_bytes(b"PK\x03\x04 half a zip")
+            f.write(b"PK\x03\x04 half a zip")
             raise KeyboardInterrupt
         return real_save(obj, f, *a, **kw)
 
@@ -187,7 +187,7 @@ def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
     def failing_save(obj, f, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
-            Path(f).write_bytes(b"PK\x03\x04 the first bytes fit")
+            f.write(b"PK\x03\x04 the first bytes fit")
             raise error
         return real_save(obj, f, *a, **kw)
 
@@ -199,6 +199,54 @@ def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
     assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
     assert not list(trainer.run_dir.glob("*.tmp"))
     assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+
+
+@needs_dev_full
+def test_a_really_full_disk_while_saving_keeps_the_previous_checkpoint(store, tmp_path):
+    """A genuine ENOSPC: the temp file of the second checkpoint is /dev/full, where every write fails (torch's
+    own file writer turns that into a RuntimeError naming no cause; chmod cannot fake it for root)."""
+    trainer = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    (trainer.run_dir / "checkpoint_step_6.pt.tmp").symlink_to("/dev/full")
+    with pytest.raises(GenieError) as raised:
+        trainer.train()
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    assert f"cannot write checkpoint {trainer.run_dir / 'checkpoint_step_6.pt'}: No space left" in message
+    assert (
+        f"the previous checkpoint is kept (free space or fix the folder, then --resume {trainer.run_dir})"
+        in message
+    )
+    assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+    assert not list(trainer.run_dir.glob("*.tmp"))
+    assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+    assert Path("/dev/full").is_char_device()  # the link was removed, not what it pointed to
+
+
+@needs_dev_full
+@pytest.mark.parametrize(
+    ("link", "written"),
+    [
+        ("config.yaml.tmp", "config.yaml"),
+        ("metrics.jsonl", "metrics.jsonl"),
+        ("best.json.tmp", "best.json"),
+        ("loss_curve.tmp.png", "loss_curve.png"),
+    ],
+)
+def test_a_full_disk_under_the_other_run_files_is_one_line(store, tmp_path, link, written):
+    trainer = make_trainer(tiny_config(max_steps=3), store, tmp_path)
+    (trainer.run_dir / link).symlink_to("/dev/full")
+    with pytest.raises(GenieError) as raised:
+        trainer.train()
+    message = str(raised.value)
+    assert (
+        message
+        == f"cannot write {trainer.run_dir / written}: No space left on device; free space or fix the folder"
+    )
+    assert (trainer.run_dir / link).is_symlink() == (link == written)  # a temp file is removed, the log stays
+    assert trainer.lock is None  # the run is free for a --resume
 
 
 def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):

@@ -19,31 +19,40 @@ from typing import IO, Any
 import torch
 import yaml
 
-from genie.errors import GenieError
+from genie.errors import GenieError, cannot_write
 
 FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name (resumes in any world size)
 _STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """torch.save to a temp file, then rename: a crash leaves the old file or the new one, never half."""
+    """torch.save to a temp file flushed to the disk, then rename: a crash leaves the old file or the new one,
+    never half, and a full disk or a refused folder is reported before the old file is touched."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, tmp)
+        with tmp.open("wb") as f:  # a Python file: a refused write keeps its errno (torch's own writer
+            torch.save(state, f)  # turns a full disk into a RuntimeError that names no cause)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # disk full, a read-only or vanished folder: the previous checkpoint stays
+    except (OSError, RuntimeError) as e:  # disk full, a read-only or vanished folder: the previous one stays
         tmp.unlink(missing_ok=True)
-        cause = e.strerror or type(e).__name__
-        raise GenieError(
-            f"cannot write checkpoint {path}: {cause}; the previous checkpoint is kept "
-            f"(free space or fix the folder, then --resume {path.parent})"
+        raise cannot_write(
+            f"checkpoint {path}",
+            e,
+            f"the previous checkpoint is kept (free space or fix the folder, then --resume {path.parent})",
         ) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """A temp file, then rename (as save_atomic): a refused write is one line and leaves the old file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(str(path), e) from None
 
 
 def lock_run(run_dir: Path) -> IO[str] | None:
