@@ -93,6 +93,25 @@ def test_truncated_and_foreign_files_are_one_line_each(tmp_path, upstream) -> No
         load_checkpoint(tmp_path / "empty_run")
 
 
+def test_a_newer_format_or_a_checkpoint_without_its_config_or_step_is_one_line(tmp_path, upstream, capsys):
+    from genie.training.checkpoint import FORMAT_VERSION, load_checkpoint
+
+    (ckpt,) = sorted(upstream["tokenizer"].glob("checkpoint_step_*.pt"))[-1:]
+    state = torch.load(ckpt, weights_only=True)
+    newer = tmp_path / "newer.pt"
+    torch.save({**state, "format_version": FORMAT_VERSION + 1}, newer)
+    assert main(["eval", "tokenizer", "--checkpoint", str(newer), "--eval_dir", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(newer) in err, err
+    assert f"format_version {FORMAT_VERSION + 1}; this genie reads formats 1 to {FORMAT_VERSION}" in err
+    assert not (tmp_path / "ev").exists()
+    for key in ("config", "step"):
+        partial = tmp_path / f"no_{key}.pt"
+        torch.save({k: v for k, v in state.items() if k != key}, partial)
+        with pytest.raises(GenieError, match=f"{partial} lacks its {key}: not a complete genie checkpoint"):
+            load_checkpoint(partial)
+
+
 def test_a_swapped_upstream_file_is_refused_by_its_recorded_sha256(
     dynamics_run, pong_dataset, tmp_path
 ) -> None:

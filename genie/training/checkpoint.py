@@ -172,12 +172,29 @@ def load_checkpoint(
         raise GenieError(
             f"checkpoint {path} is not readable (corrupt or truncated?): {_first_line(e)}"
         ) from None
-    if not isinstance(state, dict) or "stage" not in state or "model" not in state:
-        raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")
-    if stage is not None and state["stage"] != stage:
-        raise GenieError(f"checkpoint {path} is a {state['stage']} checkpoint, expected a {stage} checkpoint")
+    _check_entries(state, path, stage)
     state["path"] = str(path)
     return state
+
+
+def _check_entries(state: Any, path: Path, stage: str | None) -> None:
+    """A file that loads is still refused unless this genie can read every entry it holds: one of a newer
+    format would otherwise load silently and train or play from fields read the old way."""
+    if not isinstance(state, dict) or "stage" not in state or "model" not in state:
+        raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")
+    version = state.get("format_version", 1)  # format 1 predates the entry
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise GenieError(
+            f"checkpoint {path} has format_version {version!r}; this genie reads formats 1 to "
+            f"{FORMAT_VERSION} (a newer genie wrote it: update genie to load it)"
+        )
+    if stage is not None and state["stage"] != stage:
+        raise GenieError(f"checkpoint {path} is a {state['stage']} checkpoint, expected a {stage} checkpoint")
+    missing = [key for key in ("config", "step") if key not in state]
+    if missing:
+        raise GenieError(
+            f"checkpoint {path} lacks its {' and '.join(missing)}: not a complete genie checkpoint"
+        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
