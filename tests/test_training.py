@@ -15,6 +15,7 @@ from genie.data.store import EpisodeStore
 from genie.errors import GenieError
 from genie.stages.tokenizer import TokenizerStage
 from genie.training import checkpoint as ckpt_mod
+from genie.training import loop as loop_mod
 from genie.training.checkpoint import list_checkpoints, load_checkpoint
 from genie.training.loop import Trainer, lr_at
 from genie.training.metrics_log import read_metrics
@@ -122,6 +123,29 @@ def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert float(b["quantizer.restarts"]) > 0  # the restart count survived the resume
+
+
+def test_a_kill_between_a_best_checkpoint_and_best_json_is_repaired_on_resume(store, tmp_path, monkeypatch):
+    killed = make_trainer(tiny_config(max_steps=6), store, tmp_path)
+    real_write = loop_mod.write_text_atomic
+
+    def die_before_best_json(path, text):
+        if killed.step == 6:  # checkpoint_step_6.pt is on disk, best.json still names step 3
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    monkeypatch.setattr(loop_mod, "write_text_atomic", die_before_best_json)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    monkeypatch.undo()
+    stale = json.loads((killed.run_dir / "best.json").read_text())
+    assert stale["step"] == 3 and killed.best["step"] == 6  # step 6 was the new best the kill did not record
+
+    state = load_checkpoint(ckpt_mod.resolve_checkpoint(killed.run_dir, prefer="latest"), stage="tokenizer")
+    cfg = config_from_dict(TokenizerConfig, state["config"], "resume")
+    make_trainer(cfg, store, tmp_path, resume=state).train()  # nothing left to train: only the repair
+    assert json.loads((killed.run_dir / "best.json").read_text()) == killed.best
+    assert load_checkpoint(killed.run_dir, stage="tokenizer")["step"] == 6  # the run's best resolves to it
 
 
 def test_run_directory_contract(store, tmp_path):
