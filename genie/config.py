@@ -434,6 +434,8 @@ def config_from_dict(cls: type, data: dict, source: str = "config") -> Any:
 def load_config(cls: type, path: Path) -> Any:
     """Read a YAML file into `cls`; a missing file, bad YAML, unknown key or wrong type is a GenieError."""
     path = Path(path)
+    if path.is_dir():
+        raise GenieError(f"config file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise GenieError(f"config file {path} not found")
     try:
