@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eval_dir", type=_directory, default=Path("evaluations"))
     p.add_argument(
-        "--out", type=Path, default=Path("evaluations/report"), help="folder for report.html/.json"
+        "--out", type=_directory, default=Path("evaluations/report"), help="folder for report.html/.json"
     )
     p.add_argument("--no_gif", action="store_true", help="skip the play GIF (it runs the world model)")
     p.set_defaults(func=_cmd_report)

@@ -4,8 +4,12 @@ trained runs of the three stages on it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from genie.world import WorldModels
 
 PONG_FRAMES = 600
 PONG_EPISODE_FRAMES = 150  # -> 4 episodes, enough for a train/val split
@@ -53,3 +57,21 @@ def dynamics_run(pong_dataset, upstream, tmp_path_factory) -> Path:
         "dynamics", DYNAMICS, pong_dataset, tmp_path_factory.mktemp("dynamics"), *paths, "--no_eval"
     )
     return run
+
+
+@pytest.fixture(scope="module")
+def models(dynamics_run: Path) -> WorldModels:
+    """The tiny dynamics run loaded for play, sampling greedily (the same frames every time)."""
+    from genie.world import WorldModels
+
+    return WorldModels.load(dynamics_run, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def keyed(models: WorldModels) -> WorldModels:
+    """The same world with a known key map (a 2-step LAM's own map may give every code one label)."""
+    from dataclasses import replace
+
+    from genie.world.action_map import ActionMap
+
+    return replace(models, actions=ActionMap(["up", "down", "stay"], [1.0] * 3, [10] * 3, "test"))

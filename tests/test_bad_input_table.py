@@ -99,6 +99,10 @@ ROWS = {
         "grad_accum",
     ),
     "a config file that is missing": (lambda b, r: _train(b, "tokenizer", str(b / "nope.yaml")), "not found"),
+    "a config that is a folder": (
+        lambda b, r: _train(b, "tokenizer", _empty_folder(b)),
+        "is a folder, not a YAML file",
+    ),
     "a config that is not YAML": (
         lambda b, r: _train(b, "tokenizer", _garbage(b)),
         "not a text file",
@@ -209,6 +213,10 @@ ROWS = {
         lambda b, r: ["play", "--checkpoint", str(r["dynamics"]), "--temperature", "-1", "--no_browser"],
         "temperature",
     ),
+    "play --temperature inf": (
+        lambda b, r: ["play", "--checkpoint", str(r["dynamics"]), "--temperature", "inf", "--no_browser"],
+        "finite",
+    ),
     "play a tokenizer checkpoint": (
         lambda b, r: [
             "play",
@@ -220,6 +228,24 @@ ROWS = {
         ],
         "expected a dynamics checkpoint",
     ),
+    # report and plot
+    "report --out that is a file": (
+        lambda b, r: ["report", "--runs", str(r["tokenizer"]), "--out", _garbage(b), "--no_gif"],
+        "is a file, not a folder",
+    ),
+    "report --runs of a folder that is not a run": (
+        lambda b, r: ["report", "--runs", _empty_folder(b), "--out", str(b / "report"), "--no_gif"],
+        "not a run directory",
+    ),
+    "report with no runs under --checkpoints": (
+        lambda b, r: ["report", "--checkpoints", _empty_folder(b), "--out", str(b / "report")],
+        "no runs found",
+    ),
+    "report --eval_dir that is a file": (
+        lambda b, r: ["report", "--runs", str(r["tokenizer"]), "--eval_dir", _garbage(b)],
+        "is a file, not a folder",
+    ),
+    "plot a folder that is not a run": (lambda b, r: ["plot", _empty_folder(b)], "no metrics.jsonl rows"),
 }
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genie.config import TokenizerConfig, config_from_dict, load_config
+from genie.config import DynamicsConfig, TokenizerConfig, config_from_dict, load_config
 from genie.errors import GenieError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,3 +104,9 @@ def test_user_size_tokenizer_runs_forward_backward():
     assert out.indices.shape == (1, 2, 18 * 32)
     (out.reconstruction.square().mean() + out.vq.codebook_loss + out.vq.commitment_loss).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_an_unknown_context_noise_kind_is_named():
+    with pytest.raises(GenieError) as info:
+        config_from_dict(DynamicsConfig, {"training": {"context_noise_kind": "blur"}}, "cfg.yaml")
+    assert "context_noise_kind 'blur': expected random or other_frame" in str(info.value)

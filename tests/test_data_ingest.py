@@ -202,3 +202,28 @@ def test_a_decompression_bomb_png_is_one_line(tmp_path: Path) -> None:
     Image.new("1", (20000, 20000)).save(folder / "3.png")  # 400 Mpixels, a few KB on disk
     with pytest.raises(GenieError, match="too large to be a video frame"):
         ingest(folder, tmp_path / "data", "bomb", progress=False)
+
+
+def test_an_image_over_pils_pixel_limit_is_refused_from_its_header(tmp_path, capsys, monkeypatch) -> None:
+    """PIL refuses images over twice MAX_IMAGE_PIXELS and only warns of those in between, decoding them (up
+    to ~0.5 GB a frame at its default limit). The limit is lowered here so the images stay small."""
+    from PIL import ImageFile
+
+    limit, real_load = 10_000, ImageFile.ImageFile.load
+
+    def load(image):
+        assert image.width * image.height <= limit, f"{image.filename} decoded before its size was checked"
+        return real_load(image)
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    for name, size in (("between", (150, 100)), ("over_twice", (200, 200))):  # 15,000 and 40,000 pixels
+        folder = tmp_path / name
+        folder.mkdir()
+        Image.new("RGB", (50, 40)).save(folder / "0.png")
+        Image.new("RGB", size).save(folder / "1.png")
+        code = main(["ingest", str(folder), "--dataset", name, "--data_dir", str(tmp_path / "data")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"image {folder / '1.png'} is too large to be a video frame (over {limit} pixels" in err
+        assert not (tmp_path / "data" / name).exists()

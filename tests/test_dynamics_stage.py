@@ -189,6 +189,27 @@ def test_corrupted_context_touches_only_visible_tokens():
     assert corrupt_context(tokens, mask, 0.0, 32, seeds) is tokens
 
 
+def test_other_frame_context_makes_ghosts_and_holes_only_where_things_move():
+    """A corrupted token takes the token at its place in another frame of the clip: a static court stays
+    as it is, and a moving object leaves a ghost where it was or a hole where it is."""
+    court, ball = 0, 7
+    tokens = torch.full((16, 4, 24), court)
+    for t in range(4):
+        tokens[:, t, 2 + 5 * t] = ball  # the ball moves by 5 tokens a frame
+    seeds = torch.arange(16)
+    mask = torch.zeros_like(tokens, dtype=torch.bool)  # everything visible
+    noisy = corrupt_context(tokens, mask, 0.9, 32, seeds, "other_frame")
+    changed = noisy != tokens
+    assert changed.any()
+    ball_places = torch.zeros(24, dtype=torch.bool)
+    ball_places[[2, 7, 12, 17]] = True
+    assert not changed[..., ~ball_places].any()  # the court never changes
+    ghosts = (noisy == ball) & (tokens == court)
+    holes = (noisy == court) & (tokens == ball)
+    assert ghosts.any() and holes.any() and (ghosts | holes).sum() == changed.sum()
+    assert torch.equal(corrupt_context(tokens, mask, 0.9, 32, seeds, "other_frame"), noisy)
+
+
 def test_guidance_needs_a_model_trained_with_action_dropout(pong_dataset, tmp_path, upstream, capsys):
     config = json.loads(json.dumps(DYNAMICS))
     config["inference"]["guidance"] = 2.0

@@ -3,6 +3,7 @@ command and API that reads checkpoints, and the code it carries never runs."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -23,17 +24,21 @@ class _Planted:
         return (open, (str(self.marker), "w"))
 
 
-@pytest.fixture
-def hostile(tmp_path: Path, upstream: dict[str, Path]) -> tuple[Path, Path]:
-    """A run directory (not under a folder named after a stage) whose checkpoint plants a marker."""
-    run = tmp_path / "handed_to_me"
-    shutil.copytree(upstream["tokenizer"], run)
-    marker = tmp_path / "code_ran"
+def _plant(source: Path, run: Path, marker: Path) -> Path:
+    """A copy of the run `source` whose checkpoints carry the payload; the copy's folder."""
+    shutil.copytree(source, run)
     for path in run.glob("checkpoint_step_*.pt"):
         state = torch.load(path, weights_only=True)
         state["model"]["payload"] = _Planted(marker)
         torch.save(state, path)
-    return run, marker
+    return run
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, upstream: dict[str, Path]) -> tuple[Path, Path]:
+    """A tokenizer run directory (not under a folder named after a stage) whose checkpoint plants a marker."""
+    marker = tmp_path / "code_ran"
+    return _plant(upstream["tokenizer"], tmp_path / "handed_to_me", marker), marker
 
 
 def _one_line_refusal(capsys, run: Path) -> None:
@@ -60,6 +65,23 @@ def test_every_command_refuses_a_checkpoint_that_would_run_code(
         _one_line_refusal(capsys, run)
     assert not marker.exists()
     assert not (tmp_path / "ck").exists()  # refused before a run directory was made
+
+
+def test_a_lam_that_would_run_code_is_refused_by_lam_path_and_eval(tmp_path, capsys, pong_dataset, upstream):
+    marker = tmp_path / "code_ran"
+    lam = _plant(upstream["lam"], tmp_path / "lam_handed_to_me", marker)
+    data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name, "--quiet"]
+    commands = [
+        ["train", "dynamics", "--config", "configs/tiny/dynamics.yaml"]
+        + ["--tokenizer_path", str(upstream["tokenizer"]), "--lam_path", str(lam)]
+        + ["--output_dir", str(tmp_path / "ck"), *data],
+        ["eval", "lam", "--checkpoint", str(lam), "--eval_dir", str(tmp_path / "ev")],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        _one_line_refusal(capsys, lam)
+    assert not marker.exists()
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "ev").exists()
 
 
 def test_the_python_entry_points_refuse_it_too(hostile) -> None:
@@ -93,20 +115,48 @@ def test_truncated_and_foreign_files_are_one_line_each(tmp_path, upstream) -> No
         load_checkpoint(tmp_path / "empty_run")
 
 
+def test_a_newer_format_or_a_checkpoint_without_its_config_or_step_is_one_line(tmp_path, upstream, capsys):
+    from genie.training.checkpoint import FORMAT_VERSION, load_checkpoint
+
+    (ckpt,) = sorted(upstream["tokenizer"].glob("checkpoint_step_*.pt"))[-1:]
+    state = torch.load(ckpt, weights_only=True)
+    newer = tmp_path / "newer.pt"
+    torch.save({**state, "format_version": FORMAT_VERSION + 1}, newer)
+    assert main(["eval", "tokenizer", "--checkpoint", str(newer), "--eval_dir", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(newer) in err, err
+    assert f"format_version {FORMAT_VERSION + 1}; this genie reads formats 1 to {FORMAT_VERSION}" in err
+    assert not (tmp_path / "ev").exists()
+    for key in ("config", "step"):
+        partial = tmp_path / f"no_{key}.pt"
+        torch.save({k: v for k, v in state.items() if k != key}, partial)
+        with pytest.raises(GenieError, match=f"{partial} lacks its {key}: not a complete genie checkpoint"):
+            load_checkpoint(partial)
+
+
+@pytest.mark.parametrize("kind", ["tokenizer", "lam"])
 def test_a_swapped_upstream_file_is_refused_by_its_recorded_sha256(
-    dynamics_run, pong_dataset, tmp_path
+    dynamics_run, pong_dataset, tmp_path, kind
 ) -> None:
+    from genie.inference import upstream_paths
     from genie.world import WorldModels
 
     run = tmp_path / "dynamics" / "run_copy"
     shutil.copytree(dynamics_run, run)
+    swapped = tmp_path / f"retrained_{kind}.pt"  # the same model retrained: other weights, same shapes
     for path in run.glob("checkpoint_step_*.pt"):
         state = torch.load(path, weights_only=True)
-        state["upstream"]["tokenizer"]["sha256"] = "0" * 64  # as if the tokenizer file had been replaced
+        if not swapped.exists():
+            original = torch.load(upstream_paths(state["upstream"], path)[kind], weights_only=True)
+            weights = original["model"]
+            original["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in weights.items()}
+            torch.save(original, swapped)
+        state["upstream"][kind]["path"] = str(swapped)  # its sha256 stays the one trained on
         torch.save(state, path)
-    with pytest.raises(GenieError, match="was trained on the tokenizer .* restore the tokenizer"):
+    trained_on = f"was trained on the {kind} {re.escape(str(swapped))} with sha256"
+    with pytest.raises(GenieError, match=f"{trained_on} .* restore the {kind} it was trained on"):
         WorldModels.load(run)
-    with pytest.raises(GenieError, match="was trained on the tokenizer"):
+    with pytest.raises(GenieError, match=trained_on):
         data = ["--data_dir", str(pong_dataset.parent), "--dataset", pong_dataset.name]
         main_raising(["train", "dynamics", "--resume", str(run), "--max_steps", "3", *data])
 

@@ -16,6 +16,7 @@ from genie.data.store import EpisodeStore
 from genie.errors import GenieError
 from genie.stages.tokenizer import TokenizerStage
 from genie.training import checkpoint as ckpt_mod
+from genie.training import loop as loop_mod
 from genie.training.checkpoint import list_checkpoints, load_checkpoint
 from genie.training.loop import Trainer, lr_at
 from genie.training.metrics_log import read_metrics
@@ -94,6 +95,29 @@ def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):
     assert float(b["quantizer.restarts"]) > 0  # the restart count survived the resume
 
 
+def test_a_kill_between_a_best_checkpoint_and_best_json_is_repaired_on_resume(store, tmp_path, monkeypatch):
+    killed = make_trainer(tokenizer_config(max_steps=6), store, tmp_path)
+    real_write = loop_mod.write_text_atomic
+
+    def die_before_best_json(path, text):
+        if killed.step == 6:  # checkpoint_step_6.pt is on disk, best.json still names step 3
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    monkeypatch.setattr(loop_mod, "write_text_atomic", die_before_best_json)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    monkeypatch.undo()
+    stale = json.loads((killed.run_dir / "best.json").read_text())
+    assert stale["step"] == 3 and killed.best["step"] == 6  # step 6 was the new best the kill did not record
+
+    state = load_checkpoint(ckpt_mod.resolve_checkpoint(killed.run_dir, prefer="latest"), stage="tokenizer")
+    cfg = config_from_dict(TokenizerConfig, state["config"], "resume")
+    make_trainer(cfg, store, tmp_path, resume=state).train()  # nothing left to train: only the repair
+    assert json.loads((killed.run_dir / "best.json").read_text()) == killed.best
+    assert load_checkpoint(killed.run_dir, stage="tokenizer")["step"] == 6  # the run's best resolves to it
+
+
 def test_run_directory_contract(store, tmp_path):
     trainer = make_trainer(tokenizer_config(), store, tmp_path)
     result = trainer.train()
@@ -129,7 +153,7 @@ def test_crash_during_save_keeps_previous_checkpoint(store, tmp_path, monkeypatc
     def dying_save(obj, f, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:  # the second checkpoint dies half-written
-            Path(f).write_bytes(b"PK\x03\x04 half a zip")
+            f.write(b"PK\x03\x04 half a zip")
             raise KeyboardInterrupt
         return real_save(obj, f, *a, **kw)
 
@@ -157,7 +181,7 @@ def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
     def failing_save(obj, f, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
-            Path(f).write_bytes(b"PK\x03\x04 the first bytes fit")
+            f.write(b"PK\x03\x04 the first bytes fit")
             raise error
         return real_save(obj, f, *a, **kw)
 
@@ -169,6 +193,54 @@ def test_disk_full_or_read_only_while_saving_keeps_the_previous_checkpoint(
     assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
     assert not list(trainer.run_dir.glob("*.tmp"))
     assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+
+
+@needs_dev_full
+def test_a_really_full_disk_while_saving_keeps_the_previous_checkpoint(store, tmp_path):
+    """A genuine ENOSPC: the temp file of the second checkpoint is /dev/full, where every write fails (torch's
+    own file writer turns that into a RuntimeError naming no cause; chmod cannot fake it for root)."""
+    trainer = make_trainer(tokenizer_config(max_steps=6), store, tmp_path)
+    (trainer.run_dir / "checkpoint_step_6.pt.tmp").symlink_to("/dev/full")
+    with pytest.raises(GenieError) as raised:
+        trainer.train()
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    assert f"cannot write checkpoint {trainer.run_dir / 'checkpoint_step_6.pt'}: No space left" in message
+    assert (
+        f"the previous checkpoint is kept (free space or fix the folder, then --resume {trainer.run_dir})"
+        in message
+    )
+    assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [3]
+    assert not list(trainer.run_dir.glob("*.tmp"))
+    assert load_checkpoint(trainer.run_dir, stage="tokenizer")["step"] == 3
+    assert Path("/dev/full").is_char_device()  # the link was removed, not what it pointed to
+
+
+@needs_dev_full
+@pytest.mark.parametrize(
+    ("link", "written"),
+    [
+        ("config.yaml.tmp", "config.yaml"),
+        ("metrics.jsonl", "metrics.jsonl"),
+        ("best.json.tmp", "best.json"),
+        ("loss_curve.tmp.png", "loss_curve.png"),
+    ],
+)
+def test_a_full_disk_under_the_other_run_files_is_one_line(store, tmp_path, link, written):
+    trainer = make_trainer(tokenizer_config(max_steps=3), store, tmp_path)
+    (trainer.run_dir / link).symlink_to("/dev/full")
+    with pytest.raises(GenieError) as raised:
+        trainer.train()
+    message = str(raised.value)
+    assert (
+        message
+        == f"cannot write {trainer.run_dir / written}: No space left on device; free space or fix the folder"
+    )
+    assert (trainer.run_dir / link).is_symlink() == (link == written)  # a temp file is removed, the log stays
+    assert trainer.lock is None  # the run is free for a --resume
 
 
 def test_non_finite_loss_stops_with_the_step(store, tmp_path, monkeypatch):

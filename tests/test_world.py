@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +17,12 @@ from genie.config import TokenizerModelConfig, TransformerConfig
 from genie.errors import GenieError
 from genie.models.st_transformer import FrameCache
 from genie.models.tokenizer import VideoTokenizer
-from genie.world import World, WorldEnv, WorldModels
-from genie.world.action_map import ActionMap, map_from_frames, map_from_labels
+from genie.world import World, WorldEnv
+from genie.world.action_map import map_from_frames, map_from_labels
 from genie.world.server import RATE, create_app
 
 LOCAL = "http://127.0.0.1:8000"  # the Host the play server answers (it refuses others)
 WS = "ws://127.0.0.1:8000/ws"
-
-
-@pytest.fixture(scope="module")
-def models(dynamics_run) -> WorldModels:
-    return WorldModels.load(dynamics_run, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def keyed(models) -> WorldModels:
-    """The same world with a known key map (a 2-step LAM's own map may give every code one label)."""
-    return replace(models, actions=ActionMap(["up", "down", "stay"], [1.0] * 3, [10] * 3, "test"))
 
 
 def test_cached_decode_equals_full_decode():

@@ -7,6 +7,7 @@ GenieError naming the file, so `genie ingest` answers bad input with one line.
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from collections.abc import Generator
 from pathlib import Path
@@ -63,22 +64,33 @@ def read_video(path: Path) -> Chunks:
         raise GenieError(f"video {path} has no frames")
 
 
-def read_images(paths: list[Path]) -> Chunks:
-    """The images as RGB frames in the given order; they must all have one size."""
+def _read_image(path: Path) -> np.ndarray:
+    """One image as an RGB frame. Its size is checked from the header, before decoding: PIL itself refuses
+    only images over twice its MAX_IMAGE_PIXELS, and decodes those in between (up to ~0.5 GB each) with a
+    warning."""
     from PIL import Image, UnidentifiedImageError
 
+    limit = Image.MAX_IMAGE_PIXELS  # None: the user lifted PIL's limit
+    too_large = f"image {path} is too large to be a video frame (over {limit} pixels, PIL's MAX_IMAGE_PIXELS)"
+    try:
+        with warnings.catch_warnings():  # the one line below says it, not a warning beside it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if limit is not None and image.width * image.height > limit:
+                    raise GenieError(too_large)
+                return np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError:
+        raise GenieError(too_large) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise GenieError(f"cannot read image {path}: {e}") from None
+
+
+def read_images(paths: list[Path]) -> Chunks:
+    """The images as RGB frames in the given order; they must all have one size."""
     size = None
     chunk: list[np.ndarray] = []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                frame = np.asarray(image.convert("RGB"))
-        except Image.DecompressionBombError:
-            raise GenieError(
-                f"image {path} is too large to be a video frame (over {Image.MAX_IMAGE_PIXELS} pixels)"
-            ) from None
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise GenieError(f"cannot read image {path}: {e}") from None
+        frame = _read_image(path)
         if size is not None and frame.shape != size:
             raise GenieError(
                 f"image {path} is {frame.shape[1]}x{frame.shape[0]}, the frames before it are "

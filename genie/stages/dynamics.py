@@ -59,18 +59,29 @@ def drop_actions(actions: Tensor, share: float, null: int, seeds: Tensor) -> Ten
     return actions.masked_fill(torch.from_numpy(drop).to(actions.device), null)
 
 
-def corrupt_context(inputs: Tensor, mask: Tensor, share: float, vocab: int, seeds: Tensor) -> Tensor:
-    """inputs [B, T, N] with up to `share` of each clip's visible tokens (where `mask` is False) replaced
-    by uniform random tokens: the clip's rate ~ U(0, share). Masked tokens, the ones scored, are untouched."""
+def corrupt_context(
+    inputs: Tensor, mask: Tensor, share: float, vocab: int, seeds: Tensor, kind: str = "random"
+) -> Tensor:
+    """inputs [B, T, N] with up to `share` of each clip's visible tokens (where `mask` is False) replaced,
+    the clip's rate ~ U(0, share): by uniform random tokens (`random`), or by the token at the same place
+    in another frame of the clip (`other_frame`): where an object moved, that leaves a ghost where it
+    was and a hole where it is, the errors play makes; elsewhere it changes nothing. Masked tokens, the
+    ones scored, are untouched."""
     if share == 0:
         return inputs
+    B, T, N = inputs.shape
     out = inputs.clone()
     for b, seed in enumerate(seeds.tolist()):
         rng = _clip_rng(seed, 2)
-        hit = torch.from_numpy(rng.random(inputs.shape[1:]) < rng.random() * share).to(inputs.device)
+        hit = torch.from_numpy(rng.random((T, N)) < rng.random() * share).to(inputs.device)
         hit &= ~mask[b]
-        random = torch.from_numpy(rng.integers(0, vocab, inputs.shape[1:])).to(inputs.device)
-        out[b] = torch.where(hit, random, out[b])
+        if kind == "random":
+            source = torch.from_numpy(rng.integers(0, vocab, (T, N))).to(inputs.device)
+        else:  # frame t reads frame (t + k) mod T, k uniform in 1..T-1: any other frame
+            shift = torch.from_numpy(rng.integers(1, T, (T, N))).to(inputs.device)
+            frame = (torch.arange(T, device=inputs.device)[:, None] + shift) % T
+            source = inputs[b].gather(0, frame)
+        out[b] = torch.where(hit, source, out[b])
     return out
 
 
@@ -122,7 +133,8 @@ class DynamicsStage:
             actions = self.actions_of(batch)
         seeds, vocab = batch["noise_seed"], self.config.model.token_embedding.vocab_size
         mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds, t.clean_prefix)
-        inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds).masked_fill(mask, vocab)
+        inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds, t.context_noise_kind)
+        inputs = inputs.masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
         logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds), where=mask)  # (m, v)
         loss, acc = masked_loss(logits, tokens, mask)

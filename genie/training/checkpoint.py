@@ -19,7 +19,7 @@ from typing import IO, Any
 import torch
 import yaml
 
-from genie.errors import GenieError
+from genie.errors import GenieError, cannot_write
 from genie.outputs import BEST
 
 FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name (resumes in any world size)
@@ -27,24 +27,33 @@ _STEP = re.compile(r"checkpoint_step_(\d+)\.pt$")
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """torch.save to a temp file, then rename: a crash leaves the old file or the new one, never half."""
+    """torch.save to a temp file flushed to the disk, then rename: a crash leaves the old file or the new one,
+    never half, and a full disk or a refused folder is reported before the old file is touched."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, tmp)
+        with tmp.open("wb") as f:  # a Python file: a refused write keeps its errno (torch's own writer
+            torch.save(state, f)  # turns a full disk into a RuntimeError that names no cause)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # disk full, a read-only or vanished folder: the previous checkpoint stays
+    except (OSError, RuntimeError) as e:  # disk full, a read-only or vanished folder: the previous one stays
         tmp.unlink(missing_ok=True)
-        cause = e.strerror or type(e).__name__
-        raise GenieError(
-            f"cannot write checkpoint {path}: {cause}; the previous checkpoint is kept "
-            f"(free space or fix the folder, then --resume {path.parent})"
+        raise cannot_write(
+            f"checkpoint {path}",
+            e,
+            f"the previous checkpoint is kept (free space or fix the folder, then --resume {path.parent})",
         ) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """A temp file, then rename (as save_atomic): a refused write is one line and leaves the old file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(str(path), e) from None
 
 
 def lock_run(run_dir: Path) -> IO[str] | None:
@@ -164,12 +173,29 @@ def load_checkpoint(
         raise GenieError(
             f"checkpoint {path} is not readable (corrupt or truncated?): {_first_line(e)}"
         ) from None
-    if not isinstance(state, dict) or "stage" not in state or "model" not in state:
-        raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")
-    if stage is not None and state["stage"] != stage:
-        raise GenieError(f"checkpoint {path} is a {state['stage']} checkpoint, expected a {stage} checkpoint")
+    _check_entries(state, path, stage)
     state["path"] = str(path)
     return state
+
+
+def _check_entries(state: Any, path: Path, stage: str | None) -> None:
+    """A file that loads is still refused unless this genie can read every entry it holds: one of a newer
+    format would otherwise load silently and train or play from fields read the old way."""
+    if not isinstance(state, dict) or "stage" not in state or "model" not in state:
+        raise GenieError(f"checkpoint {path} is not a genie checkpoint (no stage/model entries)")
+    version = state.get("format_version", 1)  # format 1 predates the entry
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise GenieError(
+            f"checkpoint {path} has format_version {version!r}; this genie reads formats 1 to "
+            f"{FORMAT_VERSION} (a newer genie wrote it: update genie to load it)"
+        )
+    if stage is not None and state["stage"] != stage:
+        raise GenieError(f"checkpoint {path} is a {state['stage']} checkpoint, expected a {stage} checkpoint")
+    missing = [key for key in ("config", "step") if key not in state]
+    if missing:
+        raise GenieError(
+            f"checkpoint {path} lacks its {' and '.join(missing)}: not a complete genie checkpoint"
+        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genie.errors import GenieError
+from genie.errors import GenieError, cannot_write
 from genie.outputs import LOSS_CURVE
 from genie.training.metrics_log import read_metrics
 
@@ -49,7 +49,12 @@ def plot_run(run_dir: Path) -> Path:
     fig.tight_layout()
     out = run_dir / LOSS_CURVE
     tmp = out.with_name(f"{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(out)
+    except OSError as e:  # a full disk or a read-only folder: the previous curve stays
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(str(out), e) from None
+    finally:
+        plt.close(fig)
     return out

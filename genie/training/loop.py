@@ -287,9 +287,7 @@ class Trainer:
 
     def train(self) -> RunResult:
         cfg, rt = self.cfg, self.rt
-        log = MetricsLog(self.run_dir, self.step if self.resumed else None) if rt.is_main else None
-        if rt.is_main:
-            write_config(self.run_dir, config_to_dict(self.config))
+        log: MetricsLog | None = None
         bar = progress_bar(
             total=cfg.max_steps,
             initial=self.step,
@@ -304,7 +302,10 @@ class Trainer:
         t_log, steps_since_log = time.perf_counter(), 0
         self.model.train()
         restore_signals = self._catch_stop_signals()
-        try:
+        try:  # from here on any failure (a full disk included) closes the log and frees the run's lock
+            if rt.is_main:
+                log = MetricsLog(self.run_dir, self.step if self.resumed else None)
+                write_config(self.run_dir, config_to_dict(self.config))
             while self.step < cfg.max_steps:
                 totals, grad_norm = self.train_step(data)
                 # fp16's GradScaler skips steps with inf gradients itself (and lowers its scale)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from pathlib import Path
 
+from genie.errors import cannot_write
 from genie.outputs import METRICS_LOG
 
 
@@ -16,13 +18,13 @@ class MetricsLog:
         steps a killed run made past its last checkpoint, about to be made again) and a line cut by the
         kill are dropped first, so every step appears once."""
         self.path = run_dir / METRICS_LOG
-        if resume_step is not None and self.path.is_file():
-            kept = [row for row in read_metrics(run_dir) if row.get("step", 0) <= resume_step]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            os.replace(tmp, self.path)
-        self.has_rows = self.path.is_file() and self.path.stat().st_size > 0
-        self._file = self.path.open("a", buffering=1)  # line-buffered: a crash loses at most one line
+        try:
+            if resume_step is not None and self.path.is_file():
+                self._keep_rows_up_to(resume_step)
+            self.has_rows = self.path.is_file() and self.path.stat().st_size > 0
+            self._file = self.path.open("a", buffering=1)  # line-buffered: a crash loses at most one line
+        except OSError as e:  # a full disk or a read-only folder
+            raise cannot_write(str(self.path), e) from None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -30,16 +32,31 @@ class MetricsLog:
         except ImportError:  # tensorboard is optional
             self._tb = None
 
+    def _keep_rows_up_to(self, step: int) -> None:
+        """Rewrite metrics.jsonl with the rows up to `step`, atomically: a kill here keeps the old file."""
+        kept = [row for row in read_metrics(self.path.parent) if row.get("step", 0) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            os.replace(tmp, self.path)
+        finally:  # gone after the rename; a refused write leaves none
+            tmp.unlink(missing_ok=True)
+
     def log(self, metrics: dict[str, float], step: int) -> None:
         row = {"step": step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}}
-        self._file.write(json.dumps(row) + "\n")
+        try:
+            self._file.write(json.dumps(row) + "\n")
+        except OSError as e:  # a full disk: the rows since the last checkpoint are logged again on resume
+            raise cannot_write(str(self.path), e) from None
         self.has_rows = True
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, v, step)
 
     def close(self) -> None:
-        self._file.close()
+        """A row the disk refused was reported by log(); its buffered copy fails again here, unsaid."""
+        with contextlib.suppress(OSError):
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 
