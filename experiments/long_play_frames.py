@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
 from genie.data.frames import to_float  # noqa: E402
-from genie.evaluation.long_play import decode_long, held_random_actions  # noqa: E402
+from genie.evaluation.long_play import played_frames  # noqa: E402
 from genie.evaluation.objects import game_objects, objects_counted  # noqa: E402
 from genie.evaluation.world_eval import clip_actions  # noqa: E402
 from genie.inference import PROMPT_FRAMES, TrainedWorld  # noqa: E402
@@ -54,18 +54,16 @@ def main() -> None:
         sys.exit("this dataset's objects are not known (genie.data.games): nothing to count")
     val = ClipDataset(world.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
     batch = {k: torch.stack([val[i][k] for i in evenly_spaced(len(val), PROMPTS)]) for k in val[0]}
-    g = torch.Generator().manual_seed(0)
-    actions = held_random_actions(world.dynamics.num_actions, PROMPTS, a.frames, g)
     with torch.no_grad():
-        prompt = world.tokenizer.encode(to_float(batch["frames"]))
-        generated = world.dynamics.rollout(
-            prompt,
-            torch.cat([clip_actions(world, batch), actions], 1),
+        frames = played_frames(
+            world.dynamics,
+            world.tokenizer,
+            to_float(batch["frames"]),
+            clip_actions(world, batch),
             sampling,
-            window=world.window,
-            generator=torch.Generator().manual_seed(0),
+            world.window,
+            a.frames,
         )
-        frames = decode_long(world.tokenizer, torch.cat([prompt, generated], 1))[:, prompt.shape[1] :]
     counts = objects_counted(frames, objects)
     shares = {
         name: {"none": float((c == 0).mean()), "one": float((c == 1).mean()), "many": float((c >= 2).mean())}

@@ -66,6 +66,29 @@ def count_shares(counts: dict[str, np.ndarray], suffix: str) -> dict[str, float]
 
 
 @torch.no_grad()
+def played_frames(
+    model: DynamicsModel,
+    tokenizer: VideoTokenizer,
+    prompt: Tensor,
+    prompt_actions: Tensor,
+    sampling: SamplingConfig,
+    window: int,
+    horizon: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """prompt frames [B, P, 3, H, W] in [0, 1] and the actions between them [B, P-1] -> `horizon` frames
+    played from them with held random actions, uint8 [B, horizon, H, W, 3]."""
+    g = torch.Generator().manual_seed(seed)
+    actions = held_random_actions(model.num_actions, prompt.shape[0], horizon, g).to(prompt.device)
+    tokens = tokenizer.encode(prompt)
+    g = torch.Generator(device=prompt.device).manual_seed(seed)
+    generated = model.rollout(
+        tokens, torch.cat([prompt_actions, actions], 1), sampling, window=window, generator=g
+    )
+    return decode_long(tokenizer, torch.cat([tokens, generated], 1))[:, tokens.shape[1] :]
+
+
+@torch.no_grad()
 def long_play(
     model: DynamicsModel,
     tokenizer: VideoTokenizer,
@@ -84,17 +107,9 @@ def long_play(
     objects = game_objects(store.manifest.get("game"), store.height, store.width)
     if not objects:
         return {}
-    g = torch.Generator().manual_seed(seed)
-    B = prompt.shape[0]
-    actions = held_random_actions(model.num_actions, B, horizon, g).to(prompt.device)
-    tokens = tokenizer.encode(prompt)
-    g = torch.Generator(device=prompt.device).manual_seed(seed)
-    generated = model.rollout(
-        tokens, torch.cat([prompt_actions, actions], 1), sampling, window=window, generator=g
-    )
-    frames = decode_long(tokenizer, torch.cat([tokens, generated], 1))[:, tokens.shape[1] :]
+    frames = played_frames(model, tokenizer, prompt, prompt_actions, sampling, window, horizon, seed)
     counts = objects_counted(frames, objects)
-    metrics = {"play/horizon": float(horizon), "play/rollouts": float(B)}
+    metrics = {"play/horizon": float(horizon), "play/rollouts": float(prompt.shape[0])}
     for first, last in WINDOWS:
         if first <= horizon:
             metrics.update(count_shares({k: v[:, first - 1 : last] for k, v in counts.items()}, f"_t{last}"))
