@@ -306,6 +306,11 @@ class DynamicsTrainingConfig(TrainingConfig):
     # Share of clips whose frames before a random cut stay unmasked (the rest as above): play predicts each
     # new frame from a clean past, which masking every frame at one rate shows only for frame 1.
     clean_prefix: float = 0.0
+    # Loss weight of the masked tokens near motion (within one patch of a token that differs from the
+    # previous frame's), against 1 elsewhere: ~3% of Pong's tokens change, and the ball and paddles are
+    # what play loses. The neighbourhood holds where an object could go as well as where it went, so
+    # "stay" and "move" answers there are weighted alike. 1: every masked token counts the same.
+    motion_weight: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -323,6 +328,8 @@ class DynamicsTrainingConfig(TrainingConfig):
             raise ValueError(f"context_noise_kind {kind!r}: expected random or other_frame")
         if not 0.0 <= self.clean_prefix <= 1.0:
             raise ValueError(f"clean_prefix {self.clean_prefix}: expected a number in [0, 1]")
+        if self.motion_weight < 1.0:
+            raise ValueError(f"motion_weight {self.motion_weight}: expected a number >= 1")
 
 
 @dataclass

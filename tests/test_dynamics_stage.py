@@ -10,7 +10,7 @@ from tiny_runs import DYNAMICS, LAM, train_args, write
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.inference import TrainedWorld, load_model
-from genie.stages.dynamics import corrupt_context, drop_actions, masked_loss, sample_mask
+from genie.stages.dynamics import corrupt_context, drop_actions, masked_loss, motion_weights, sample_mask
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
@@ -247,3 +247,28 @@ def test_the_masked_loss_is_the_per_clip_mean_of_the_dense_cross_entropy():
     per_clip = mask.flatten(1).sum(1)
     assert torch.allclose(loss, ((ce * mask).flatten(1).sum(1) / per_clip).mean())
     assert torch.allclose(acc, ((hit * mask).flatten(1).sum(1) / per_clip).mean())
+
+
+def test_motion_weights_cover_the_neighbourhood_of_changed_tokens_and_nothing_else():
+    tokens = torch.zeros(1, 3, 4 * 5, dtype=torch.long)
+    tokens[0, 1:, 2 * 5 + 3] = 7  # frame 1: one token changes at row 2, column 3; frame 2 keeps it
+    w = motion_weights(tokens, (4, 5), 4.0).view(1, 3, 4, 5)
+    assert torch.equal(w[0, 0], torch.ones(4, 5)) and torch.equal(w[0, 2], torch.ones(4, 5))
+    near = torch.zeros(4, 5, dtype=torch.bool)
+    near[1:4, 2:5] = True
+    assert torch.equal(w[0, 1] == 4.0, near) and torch.equal(w[0, 1][~near], torch.ones(20 - 9))
+
+
+def test_the_weighted_masked_loss_is_the_per_clip_weighted_mean_and_weights_of_one_change_nothing():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 12, (3, 4, 10))
+    mask = sample_mask(tokens.shape, 0.5, 1.0, torch.tensor([5, 6, 7]))
+    dense = torch.randn(3, 4, 10, 12)
+    weights = torch.rand(3, 4, 10) + 0.5
+    loss, acc = masked_loss(dense[mask], tokens, mask, weights)
+    ce = torch.nn.functional.cross_entropy(dense.permute(0, 3, 1, 2), tokens, reduction="none")
+    wm = weights * mask
+    assert torch.allclose(loss, ((ce * wm).flatten(1).sum(1) / wm.flatten(1).sum(1)).mean())
+    assert torch.allclose(acc, masked_loss(dense[mask], tokens, mask)[1])
+    plain = masked_loss(dense[mask], tokens, mask)[0]
+    assert torch.allclose(masked_loss(dense[mask], tokens, mask, torch.ones(3, 4, 10))[0], plain)

@@ -40,7 +40,8 @@ class VideoTokenizer(nn.Module):
         super().__init__()
         p, enc, dec, cb = cfg.patch_size, cfg.encoder, cfg.decoder, cfg.codebook
         self.patch_size, self.height, self.width, self.window = p, height, width, window
-        self.num_patches = (height // p) * (width // p)
+        self.grid = (height // p, width // p)  # patches a column, a row: tokens are this grid, row-major
+        self.num_patches = self.grid[0] * self.grid[1]
         self.vocab_size = cb.num_codes
 
         self.patch_embed = nn.Linear(3 * p * p, enc.d_model)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from genie.config import DynamicsConfig
@@ -85,19 +86,37 @@ def corrupt_context(
     return out
 
 
-def masked_loss(logits: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+def motion_weights(tokens: Tensor, grid: tuple[int, int], weight: float) -> Tensor:
+    """tokens [B, T, N] (N = rows x columns of `grid`) -> loss weights [B, T, N]: `weight` within one patch
+    (8-neighbourhood) of a token that differs from the previous frame's at its place, 1 elsewhere and in
+    frame 0. The neighbourhood covers where a moving object was and where it could go, so the weight does
+    not favour "moved" over "stayed" near it."""
+    changed = torch.zeros_like(tokens, dtype=torch.bool)
+    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    near = rearrange(changed.float(), "b t (h w) -> (b t) 1 h w", h=grid[0], w=grid[1])
+    near = F.max_pool2d(near, 3, stride=1, padding=1) > 0
+    near = rearrange(near, "(b t) 1 h w -> b t (h w)", b=tokens.shape[0])
+    return torch.where(near, weight, 1.0).to(torch.float32)
+
+
+def masked_loss(
+    logits: Tensor, tokens: Tensor, mask: Tensor, weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Cross-entropy and accuracy on the masked tokens (`logits` [M, V]: the masked tokens' only, in
     row-major order), averaged per clip and then over clips: a mean of per-sample losses, so ranks and
-    micro-batches add up to the single-process loss whatever their mask rates."""
+    micro-batches add up to the single-process loss whatever their mask rates. `weights` [B, T, N] make
+    the loss a weighted mean within each clip (accuracy stays the plain share)."""
     targets, clip = tokens[mask], mask.nonzero()[:, 0]
-    per_clip = mask.flatten(1).sum(1).clamp_min(1)
 
-    def clip_mean(x: Tensor) -> Tensor:
-        return (x.new_zeros(len(per_clip)).index_add(0, clip, x) / per_clip).mean()
+    def clip_mean(x: Tensor, w: Tensor) -> Tensor:
+        per_clip = w.new_zeros(len(mask)).index_add(0, clip, w).clamp_min(1e-12)
+        return (x.new_zeros(len(mask)).index_add(0, clip, x * w) / per_clip).mean()
 
-    loss = clip_mean(F.cross_entropy(logits.float(), targets, reduction="none"))
+    ones = torch.ones(len(targets), device=logits.device)
+    w = ones if weights is None else weights[mask]
+    loss = clip_mean(F.cross_entropy(logits.float(), targets, reduction="none"), w)
     with torch.no_grad():
-        acc = clip_mean((logits.argmax(-1) == targets).float())
+        acc = clip_mean((logits.argmax(-1) == targets).float(), ones)
     return loss, acc
 
 
@@ -137,7 +156,9 @@ class DynamicsStage:
         inputs = inputs.masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
         logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds), where=mask)  # (m, v)
-        loss, acc = masked_loss(logits, tokens, mask)
+        grid = self.tokenizer.grid
+        weights = None if t.motion_weight == 1 else motion_weights(tokens, grid, t.motion_weight)
+        loss, acc = masked_loss(logits, tokens, mask, weights)
         return loss, {"token_acc": acc, "mask_rate": mask[:, 1:].float().mean()}
 
     def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
