@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genie import metric_keys as mk
 from genie.config import DynamicsConfig
 from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
@@ -103,7 +104,7 @@ def masked_loss(logits: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, T
 
 class DynamicsStage:
     name = "dynamics"
-    best_metric = "val/rollout_psnr"
+    best_metric = mk.ROLLOUT_PSNR
     config_cls = DynamicsConfig
 
     def __init__(
