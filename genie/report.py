@@ -1,8 +1,10 @@
 """`genie report`: one HTML page (and the same numbers as JSON) for a tokenizer, LAM and dynamics run.
 
-For each stage: its loss curve, best validation step, the metrics of its latest evaluation, the eval
-videos; for the LAM the confusion matrix and code usage; for the dynamics model the rollout PSNR per
-horizon step and ΔtPSNR; and a GIF of the world played with scripted keys, with its measured speed.
+It opens with a summary read in ten seconds: per stage the headline numbers beside their references,
+marked good / not yet against a stated bar (genie.evaluation.headline). Then for each stage: its loss
+curve, best validation step, the metrics of its latest evaluation, the eval videos; for the LAM the
+confusion matrix and code usage; for the dynamics model the rollout PSNR per horizon step and ΔtPSNR;
+and a GIF of the world played with scripted keys, with its measured speed.
 Assets are copied beside report.html, so the folder can be moved or shared as it is.
 
 An app at the top, beside cli.py: it reads the runs and evaluations the stages wrote and plays the world
@@ -16,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import numpy as np
 
 from genie import metric_keys as mk
 from genie.errors import GenieError
+from genie.evaluation.headline import Headline, headlines
 from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, WINDOWS
 from genie.outputs import LOSS_CURVE, METRICS_LOG, STAGES, eval_files, eval_glob
 from genie.training.checkpoint import load_checkpoint, read_best
@@ -139,7 +143,7 @@ def _long_table(metrics: dict[str, float]) -> str:
     columns = (f"last {LONG_MEASURED} of {LONG_HORIZON} frames", "generated", "tokenizer", "real")
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = "".join(
-        f"<tr><td>{html.escape(n)}</td>"
+        f"<tr><td>{html.escape(mk.long_seen(n)[len(mk.LONG) :])}</td>"
         + "".join(f"<td>{metrics.get(mk.long_seen(n, s), float('nan')):.2f}</td>" for s in mk.LONG_SOURCES)
         + "</tr>"
         for n in names
@@ -169,6 +173,25 @@ def _play_table(metrics: dict[str, float]) -> str:
     return (
         f"<table>{head}{rows}</table><p>{rollouts} held-out prompts played with held random actions; "
         "shares of frames holding exactly one / two or more of each object.</p>"
+    )
+
+
+def _headline_table(rows: list[Headline]) -> str:
+    """The opening summary: one row per headline number, its reference and its mark."""
+    if not rows:
+        return "<p>no evaluations to sum up yet (run <code>genie eval STAGE</code>)</p>"
+    head = "".join(f"<th>{c}</th>" for c in ("stage", "measure", "now", "reference", "good from", "mark"))
+    body = "".join(
+        f"<tr><td>{r.stage}</td><td>{html.escape(r.measure)}</td>"
+        f"<td>{r.shown(r.value)}{'' if r.error is None else f' ± {r.error:.2f}'}</td>"
+        f"<td>{html.escape(r.reference_name)} {r.shown(r.reference)}</td><td>{html.escape(r.rule)}</td>"
+        f"<td class='{'good' if r.good else 'notyet'}'>{'good' if r.good else 'not yet'}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"<h2>summary</h2><table class='summary'><tr>{head}</tr>{body}</table>"
+        "<p>Each stage's latest evaluation (and the control measured on the world below); the bars are "
+        "this project's (genie/evaluation/headline.py).</p>"
     )
 
 
@@ -303,13 +326,17 @@ def _build(
             f'<img src="assets/{play["gif"]}"><p>play it yourself: '
             f"<code>genie play --checkpoint {html.escape(str(chosen['dynamics']))}</code></p>"
         )
+    rows = headlines({s: e.get("metrics", {}) for s, e in summary["runs"].items()}, summary.get("control"))
+    summary["headline"] = [{**asdict(r), "good": r.good} for r in rows]
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
         "font-family:ui-monospace,monospace;font-size:.85em}"
+        "table.summary td{font-family:system-ui,sans-serif;font-size:.95em}"
+        ".good{background:#d8f5d0}.notyet{background:#fde2c8}.good,.notyet{white-space:nowrap}"
     )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>genie report</title><style>{style}</style>"
-        f"</head><body><h1>genie report</h1>{''.join(sections)}</body></html>\n"
+        f"</head><body><h1>genie report</h1>{_headline_table(rows)}{''.join(sections)}</body></html>\n"
     )
     return page, summary
