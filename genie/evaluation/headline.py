@@ -8,7 +8,7 @@ next stage can lean on it (the tiny presets reach all but long play; README's st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from genie import metric_keys as mk
@@ -58,122 +58,62 @@ def headlines(evaluations: dict[str, dict[str, float]], control: dict[str, Any] 
     dyn = evaluations.get("dynamics", {})
     rows = []
     if mk.PSNR in tok and mk.BACKGROUND_PSNR in tok:
-        bar = tok[mk.BACKGROUND_PSNR] + TOKENIZER_MARGIN_DB
+        psnr, background = tok[mk.PSNR], tok[mk.BACKGROUND_PSNR]
         rows.append(
-            Headline(
-                stage="tokenizer",
-                measure="PSNR",
-                value=tok[mk.PSNR],
-                reference=tok[mk.BACKGROUND_PSNR],
-                reference_name="static background",
-                bar=bar,
-                rule=f"≥ background + {TOKENIZER_MARGIN_DB:g} dB",
-                unit="dB",
-            )
+            _near("tokenizer", "PSNR", psnr, background, "static background", TOKENIZER_MARGIN_DB, "dB")
         )
     if mk.OBJECT_RECALL in tok:
         recall = tok[mk.OBJECT_RECALL]
         rows.append(
-            Headline(
-                stage="tokenizer",
-                measure="object recall",
-                value=recall,
-                reference=1.0,
-                reference_name="every object pixel",
-                bar=OBJECT_RECALL_GOOD,
-                rule=f"≥ {OBJECT_RECALL_GOOD:g}",
-            )
+            _from_bar("tokenizer", "object recall", recall, 1.0, "every object pixel", OBJECT_RECALL_GOOD)
         )
     if mk.MOVE_ACC_IDENTIFIABLE in lam:
-        acc = lam[mk.MOVE_ACC_IDENTIFIABLE]
-        rows.append(
-            Headline(
-                stage="lam",
-                measure="agreement with the true movement (identifiable steps)",
-                value=acc,
-                reference=lam[mk.MOVE_CHANCE_IDENTIFIABLE],
-                reference_name="chance",
-                bar=LAM_ACCURACY_GOOD,
-                rule=f"≥ {LAM_ACCURACY_GOOD:g}",
-            )
-        )
+        acc, chance = lam[mk.MOVE_ACC_IDENTIFIABLE], lam[mk.MOVE_CHANCE_IDENTIFIABLE]
+        measure = "agreement with the true movement (identifiable steps)"
+        rows.append(_from_bar("lam", measure, acc, chance, "chance", LAM_ACCURACY_GOOD))
     if mk.ACTION_GAIN in lam:
-        gain = lam[mk.ACTION_GAIN]
+        measure = "action gain (next frame, changed pixels)"
         rows.append(
-            Headline(
-                stage="lam",
-                measure="action gain (next frame, changed pixels)",
-                value=gain,
-                reference=0.0,
-                reference_name="shuffled actions",
-                bar=ACTION_GAIN_GOOD_DB,
-                rule=f"≥ {ACTION_GAIN_GOOD_DB:g} dB",
-                unit="dB",
-            )
+            _from_bar("lam", measure, lam[mk.ACTION_GAIN], 0.0, "shuffled actions", ACTION_GAIN_GOOD_DB, "dB")
         )
-    rows += _control_rows(control)
+    real = (control or {}).get("real") or {}
+    for key in ("up", "down"):
+        if control is not None and f"{key}_rate" in real:
+            measure, rate = f"control: holding {key} moves the paddle {key}", control[f"{key}_rate"]
+            rows.append(
+                _near("dynamics", measure, rate, real[f"{key}_rate"], "real frames", -CONTROL_GAP, "%")
+            )
     if steps := [h for h in mk.horizons(dyn) if h <= DELTA_PSNR_STEP]:
         key = mk.at_horizon(mk.DELTA_PSNR_AT, steps[-1])
-        rows.append(
-            Headline(
-                stage="dynamics",
-                measure=f"ΔtPSNR@{steps[-1]}",
-                value=dyn[key],
-                reference=0.0,
-                reference_name="random actions",
-                bar=DELTA_PSNR_GOOD_DB,
-                rule=f"≥ {DELTA_PSNR_GOOD_DB:g} dB",
-                unit="dB",
-                error=dyn.get(key + mk.SE),
-            )
+        delta = _from_bar(
+            "dynamics", f"ΔtPSNR@{steps[-1]}", dyn[key], 0.0, "random actions", DELTA_PSNR_GOOD_DB, "dB"
         )
-    rows += _play_rows(dyn)
+        rows.append(replace(delta, error=dyn.get(key + mk.SE)))
+    for name in mk.play_objects(dyn):
+        if ends := [last for _, last in WINDOWS if mk.play_share(name, "one", last) in dyn]:
+            measure = f"long play: exactly one {name.replace('_', ' ')} (frames to {ends[-1]})"
+            share, real_share = (
+                dyn[mk.play_share(name, "one", ends[-1])],
+                dyn[mk.play_share(name, "one", mk.REAL)],
+            )
+            rows.append(_near("dynamics", measure, share, real_share, "real frames", -PLAY_GAP))
     return rows
 
 
-def _control_rows(control: dict[str, Any] | None) -> list[Headline]:
-    """Holding up / down moves the paddle that way, in generated frames beside real ones."""
-    real = (control or {}).get("real") or {}
-    rows = []
-    for key in ("up", "down"):
-        if control is None or f"{key}_rate" not in real:
-            continue
-        rate, reference = control[f"{key}_rate"], real[f"{key}_rate"]
-        rows.append(
-            Headline(
-                stage="dynamics",
-                measure=f"control: holding {key} moves the paddle {key}",
-                value=rate,
-                reference=reference,
-                reference_name="real frames",
-                bar=reference - CONTROL_GAP,
-                rule=f"≥ real − {CONTROL_GAP * 100:g} points",
-                unit="%",
-            )
-        )
-    return rows
+def _from_bar(
+    stage: str, measure: str, value: float, reference: float, name: str, bar: float, unit: str = ""
+) -> Headline:
+    """A row good from a fixed bar."""
+    return Headline(stage, measure, value, reference, name, bar, f"≥ {_amount(bar, unit)}", unit)
 
 
-def _play_rows(metrics: dict[str, float]) -> list[Headline]:
-    """Exactly one of each object in the last window of long play, beside the real frames' share."""
-    rows = []
-    for name in mk.play_objects(metrics):
-        ends = [last for _, last in WINDOWS if mk.play_share(name, "one", last) in metrics]
-        if not ends:
-            continue
-        share, real = (
-            metrics[mk.play_share(name, "one", ends[-1])],
-            metrics[mk.play_share(name, "one", mk.REAL)],
-        )
-        rows.append(
-            Headline(
-                stage="dynamics",
-                measure=f"long play: exactly one {name.replace('_', ' ')} (frames to {ends[-1]})",
-                value=share,
-                reference=real,
-                reference_name="real frames",
-                bar=real - PLAY_GAP,
-                rule=f"≥ real − {PLAY_GAP:g}",
-            )
-        )
-    return rows
+def _near(
+    stage: str, measure: str, value: float, reference: float, name: str, margin: float, unit: str = ""
+) -> Headline:
+    """A row good from `margin` off its reference (above it when positive, below when negative)."""
+    rule = f"≥ {name} {'+' if margin >= 0 else '−'} {_amount(abs(margin), unit)}"
+    return Headline(stage, measure, value, reference, name, reference + margin, rule, unit)
+
+
+def _amount(x: float, unit: str) -> str:
+    return {"dB": f"{x:g} dB", "%": f"{x * 100:g} points"}.get(unit, f"{x:g}")
