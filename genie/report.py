@@ -265,7 +265,7 @@ def _build(
             entry["best"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
             parts.append(f"<p>best: step {best['step']}, {best['metric']} = {best['value']:.4g}</p>")
         if (run / LOSS_CURVE).is_file():
-            parts.append(f'<img src="{_asset(run / LOSS_CURVE, assets, stage)}" width="640">')
+            parts.append(f'<img src="{_asset(run / LOSS_CURVE, assets, stage)}" width="960">')
         found = latest_eval(eval_dir, stage, run)
         if found is not None:
             path, data = found
