@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from genie import metric_keys as mk
 from genie.cli import main as genie
 from genie.cli import run
 from genie.data.collect import ensure_dataset
@@ -39,7 +40,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     reports = sorted(Path("evaluations/tokenizer").glob(eval_glob("tokenizer")), key=_mtime)
     if reports:
         metrics = json.loads(reports[-1].read_text())["metrics"]
-        keys = ("val/psnr", "val/background_psnr", "val/object_recall", "val/ssim", "val/perplexity")
+        keys = (mk.PSNR, mk.BACKGROUND_PSNR, mk.OBJECT_RECALL, mk.SSIM, mk.PERPLEXITY)
         print("tokenizer validation: " + ", ".join(f"{k[4:]}={metrics[k]:.3f}" for k in keys))
         print(f"videos and JSON: {reports[-1].parent}/")
     phases.end("tokenizer")
@@ -67,13 +68,13 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
             if labels.get("episodes")
             else "unsupervised"
         )
-        usage = " / ".join(f"{v:.2f}" for k, v in m.items() if k.startswith("val/usage_"))
+        usage = " / ".join(f"{v:.2f}" for k, v in m.items() if k.startswith(mk.USAGE))
         print(
             f"LAM validation ({mode}): movement accuracy on identifiable steps "
-            f"{m['val/move_acc_identifiable']:.3f} "
-            f"(chance {m['val/move_majority_identifiable']:.3f}), NMI {m['val/move_nmi_identifiable']:.3f}; "
-            f"code usage {usage}; next-frame PSNR {m['val/psnr']:.2f} dB, on changed pixels "
-            f"{m['val/psnr_changed']:.2f} dB ({m['val/action_gain_db']:+.2f} dB over shuffled actions)"
+            f"{m[mk.MOVE_ACC_IDENTIFIABLE]:.3f} "
+            f"(chance {m[mk.MOVE_CHANCE_IDENTIFIABLE]:.3f}), NMI {m[mk.MOVE_NMI_IDENTIFIABLE]:.3f}; "
+            f"code usage {usage}; next-frame PSNR {m[mk.PSNR]:.2f} dB, on changed pixels "
+            f"{m[mk.PSNR_CHANGED]:.2f} dB ({m[mk.ACTION_GAIN]:+.2f} dB over shuffled actions)"
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
     phases.end("LAM")
@@ -84,19 +85,20 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     reports = sorted(Path("evaluations/dynamics").glob(eval_glob("dynamics")), key=_mtime)
     if reports:
         m = json.loads(reports[-1].read_text())["metrics"]
-        last = max(int(k.rsplit("_t", 1)[1]) for k in m if k.startswith("val/rollout_psnr_t"))
+        last = mk.horizons(m)[-1]
         h = min(4, last)
+        psnr_at = lambda t: m[mk.at_horizon(mk.ROLLOUT_PSNR_AT, t)]  # noqa: E731
         print(
-            f"dynamics validation: token accuracy {m['val/token_acc']:.3f}; autoregressive rollout PSNR "
-            f"{m['val/rollout_psnr']:.2f} dB (t=1: {m['val/rollout_psnr_t1']:.2f}, t={last}: "
-            f"{m[f'val/rollout_psnr_t{last}']:.2f}); ΔtPSNR@{h} {with_error(m, f'val/delta_psnr_t{h}')} dB, "
-            f"on moving pixels {with_error(m, f'val/delta_psnr_moving_t{h}')} dB (± s.e. over clips)"
+            f"dynamics validation: token accuracy {m[mk.TOKEN_ACC]:.3f}; autoregressive rollout PSNR "
+            f"{m[mk.ROLLOUT_PSNR]:.2f} dB (t=1: {psnr_at(1):.2f}, t={last}: {psnr_at(last):.2f}); "
+            f"ΔtPSNR@{h} {with_error(m, mk.at_horizon(mk.DELTA_PSNR_AT, h))} dB, on moving pixels "
+            f"{with_error(m, mk.at_horizon(mk.DELTA_PSNR_MOVING_AT, h))} dB (± s.e. over clips)"
         )
         play = [
-            f"{name} {m[f'play/{name}_one_t1000']:.0%} ({m[f'play/{name}_many_t1000']:.0%} doubled; real "
-            f"{m[f'play/{name}_one_real']:.0%})"
-            for name in ("agent_paddle", "opponent_paddle", "ball")
-            if f"play/{name}_one_t1000" in m
+            f"{name} {m[mk.play_share(name, 'one', 1000)]:.0%} ({m[mk.play_share(name, 'many', 1000)]:.0%} "
+            f"doubled; real {m[mk.play_share(name, 'one', mk.REAL)]:.0%})"
+            for name in mk.play_objects(m)
+            if mk.play_share(name, "one", 1000) in m
         ]
         if play:
             print(

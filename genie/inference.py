@@ -157,8 +157,14 @@ class ActionSource:
     lam_clip: int = 0  # the LAM's clip length: longer clips are read in overlapping windows of it
     classes: list[str] | None = None  # the dataset's movement class of each raw action (oracle)
 
+    @property
+    def oracle(self) -> bool:
+        """A model trained on the true movement classes: play maps keys to them directly, prompts bring
+        their true actions, and no LAM reads frames."""
+        return self.lam is None
+
     def describe(self) -> str:
-        return "true actions (oracle)" if self.lam is None else "latent actions from the LAM"
+        return "true actions (oracle)" if self.oracle else "latent actions from the LAM"
 
     def true_ids(self, actions: np.ndarray) -> np.ndarray:
         """Raw dataset actions -> the oracle model's action ids."""

@@ -1,8 +1,10 @@
 """`genie report`: one HTML page (and the same numbers as JSON) for a tokenizer, LAM and dynamics run.
 
-For each stage: its loss curve, best validation step, the metrics of its latest evaluation, the eval
-videos; for the LAM the confusion matrix and code usage; for the dynamics model the rollout PSNR per
-horizon step and ΔtPSNR; and a GIF of the world played with scripted keys, with its measured speed.
+It opens with a summary read in ten seconds: per stage the headline numbers beside their references,
+marked good / not yet against a stated bar (genie.evaluation.headline). Then for each stage: its loss
+curve, best validation step, the metrics of its latest evaluation, the eval videos; for the LAM the
+confusion matrix and code usage; for the dynamics model the rollout PSNR per horizon step and ΔtPSNR;
+and a GIF of the world played with scripted keys, with its measured speed.
 Assets are copied beside report.html, so the folder can be moved or shared as it is.
 
 An app at the top, beside cli.py: it reads the runs and evaluations the stages wrote and plays the world
@@ -14,15 +16,17 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genie import metric_keys as mk
 from genie.errors import GenieError
+from genie.evaluation.headline import Headline, headlines
 from genie.evaluation.long_play import LONG_HORIZON, LONG_MEASURED, WINDOWS
 from genie.outputs import LOSS_CURVE, METRICS_LOG, STAGES, eval_files, eval_glob
 from genie.training.checkpoint import load_checkpoint, read_best
@@ -112,39 +116,35 @@ def _table(metrics: dict[str, float], keys: list[str] | None = None) -> str:
 
 
 def _horizon_table(metrics: dict[str, float]) -> str:
-    hs = sorted({int(k.rsplit("_t", 1)[1]) for k in metrics if k.startswith("val/rollout_psnr_t")})
-    if not hs:
+    steps = mk.horizons(metrics)
+    if not steps:
         return ""
     head = "<tr><th>horizon t</th><th>rollout PSNR</th><th>ΔtPSNR</th><th>ΔtPSNR moving px</th></tr>"
     rows = "".join(
-        f"<tr><td>{h}</td><td>{metrics.get(f'val/rollout_psnr_t{h}', float('nan')):.2f}</td>"
-        f"<td>{with_error(metrics, f'val/delta_psnr_t{h}')}</td>"
-        f"<td>{with_error(metrics, f'val/delta_psnr_moving_t{h}')}</td></tr>"
-        for h in hs
+        f"<tr><td>{h}</td><td>{metrics.get(mk.at_horizon(mk.ROLLOUT_PSNR_AT, h), float('nan')):.2f}</td>"
+        f"<td>{with_error(metrics, mk.at_horizon(mk.DELTA_PSNR_AT, h))}</td>"
+        f"<td>{with_error(metrics, mk.at_horizon(mk.DELTA_PSNR_MOVING_AT, h))}</td></tr>"
+        for h in steps
     )
     return f"<table>{head}{rows}</table><p>± one standard error over the rolled-out clips.</p>"
 
 
 def with_error(metrics: dict[str, float], key: str) -> str:
     """'+0.940 ± 0.310' from a metric and its standard error (`key_se`), when the run has one."""
-    value, se = metrics.get(key, float("nan")), metrics.get(f"{key}_se")
+    value, se = metrics.get(key, float("nan")), metrics.get(key + mk.SE)
     return f"{value:+.3f}" if se is None else f"{value:+.3f} ± {se:.3f}"
 
 
 def _long_table(metrics: dict[str, float]) -> str:
     """The long rollouts' objects: generated | the tokenizer's reconstruction | real, one row each."""
-    names = [k[len("long/") :] for k in metrics if k.startswith("long/") and k.endswith("_seen")]
-    if "long/foreground_share" in metrics:
-        names.append("foreground_share")
+    names = mk.long_objects(metrics)
     if not names:
         return ""
     columns = (f"last {LONG_MEASURED} of {LONG_HORIZON} frames", "generated", "tokenizer", "real")
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = "".join(
-        f"<tr><td>{html.escape(n)}</td>"
-        + "".join(
-            f"<td>{metrics.get(f'long/{n}{s}', float('nan')):.2f}</td>" for s in ("", "_tokenizer", "_real")
-        )
+        f"<tr><td>{html.escape(mk.long_seen(n)[len(mk.LONG) :])}</td>"
+        + "".join(f"<td>{metrics.get(mk.long_seen(n, s), float('nan')):.2f}</td>" for s in mk.LONG_SOURCES)
         + "</tr>"
         for n in names
     )
@@ -154,26 +154,44 @@ def _long_table(metrics: dict[str, float]) -> str:
 def _play_table(metrics: dict[str, float]) -> str:
     """Long play's object counts: one row per object, one column per window of generated frames and the
     real frames; each cell 'exactly one / two or more' (shares of frames)."""
-    names = [k[len("play/") : -len("_one_real")] for k in metrics if k.endswith("_one_real")]
-    windows = [(f, last) for f, last in WINDOWS if f"play/{names[0]}_one_t{last}" in metrics] if names else []
-    if not windows:
+    names = mk.play_objects(metrics)
+    ends = [last for _, last in WINDOWS if names and mk.play_share(names[0], "one", last) in metrics]
+    if not ends:
         return ""
-    suffixes = [f"_t{last}" for _, last in windows] + ["_real"]
-    columns = [f"frames {f}-{last}" for f, last in windows] + ["real"]
+    columns = [f"frames {f}-{last}" for f, last in WINDOWS if last in ends] + ["real"]
     head = "<tr><th>object: one / two or more</th>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>"
         + "".join(
-            f"<td>{metrics[f'play/{n}_one{s}']:.2f} / {metrics[f'play/{n}_many{s}']:.2f}</td>"
-            for s in suffixes
+            f"<td>{metrics[mk.play_share(n, 'one', w)]:.2f} / {metrics[mk.play_share(n, 'many', w)]:.2f}</td>"
+            for w in [*ends, mk.REAL]
         )
         + "</tr>"
         for n in names
     )
-    rollouts = int(metrics.get("play/rollouts", 0))
+    rollouts = int(metrics.get(mk.PLAY_ROLLOUTS, 0))
     return (
         f"<table>{head}{rows}</table><p>{rollouts} held-out prompts played with held random actions; "
         "shares of frames holding exactly one / two or more of each object.</p>"
+    )
+
+
+def _headline_table(rows: list[Headline]) -> str:
+    """The opening summary: one row per headline number, its reference and its mark."""
+    if not rows:
+        return "<p>no evaluations to sum up yet (run <code>genie eval STAGE</code>)</p>"
+    head = "".join(f"<th>{c}</th>" for c in ("stage", "measure", "now", "reference", "good from", "mark"))
+    body = "".join(
+        f"<tr><td>{r.stage}</td><td>{html.escape(r.measure)}</td>"
+        f"<td>{r.shown(r.value)}{'' if r.error is None else f' ± {r.error:.2f}'}</td>"
+        f"<td>{html.escape(r.reference_name)} {r.shown(r.reference)}</td><td>{html.escape(r.rule)}</td>"
+        f"<td class='{'good' if r.good else 'notyet'}'>{'good' if r.good else 'not yet'}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"<h2>summary</h2><table class='summary'><tr>{head}</tr>{body}</table>"
+        "<p>Each stage's latest evaluation (and the control measured on the world below); the bars are "
+        "this project's (genie/evaluation/headline.py).</p>"
     )
 
 
@@ -247,7 +265,7 @@ def _build(
             entry["best"] = {k: best.get(k) for k in ("step", "metric", "value", "checkpoint")}
             parts.append(f"<p>best: step {best['step']}, {best['metric']} = {best['value']:.4g}</p>")
         if (run / LOSS_CURVE).is_file():
-            parts.append(f'<img src="{_asset(run / LOSS_CURVE, assets, stage)}" width="640">')
+            parts.append(f'<img src="{_asset(run / LOSS_CURVE, assets, stage)}" width="960">')
         found = latest_eval(eval_dir, stage, run)
         if found is not None:
             path, data = found
@@ -258,10 +276,7 @@ def _build(
                 parts.append(_horizon_table(metrics))
                 parts.append(_long_table(metrics))
                 parts.append(_play_table(metrics))
-                main = [
-                    k for k in metrics if not re.search(r"_t\d+$", k) and not k.startswith(("long/", "play/"))
-                ]
-                parts.append(_table(metrics, sorted(main)))
+                parts.append(_table(metrics, sorted(k for k in metrics if not mk.is_detail(k))))
             else:
                 parts.append(_table(metrics))
             if stage == "lam" and "agreement" in data:
@@ -311,13 +326,17 @@ def _build(
             f'<img src="assets/{play["gif"]}"><p>play it yourself: '
             f"<code>genie play --checkpoint {html.escape(str(chosen['dynamics']))}</code></p>"
         )
+    rows = headlines({s: e.get("metrics", {}) for s, e in summary["runs"].items()}, summary.get("control"))
+    summary["headline"] = [{**asdict(r), "good": r.good} for r in rows]
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
         "font-family:ui-monospace,monospace;font-size:.85em}"
+        "table.summary td{font-family:system-ui,sans-serif;font-size:.95em}"
+        ".good{background:#d8f5d0}.notyet{background:#fde2c8}.good,.notyet{white-space:nowrap}"
     )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>genie report</title><style>{style}</style>"
-        f"</head><body><h1>genie report</h1>{''.join(sections)}</body></html>\n"
+        f"</head><body><h1>genie report</h1>{_headline_table(rows)}{''.join(sections)}</body></html>\n"
     )
     return page, summary

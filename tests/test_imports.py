@@ -15,7 +15,7 @@ GENIE = Path(__file__).resolve().parents[1] / "genie"
 
 # bottom to top: a module may import its own layer and the ones below it
 LAYERS = (
-    ("base", {"errors", "config", "outputs", "progress"}),
+    ("base", {"errors", "config", "outputs", "metric_keys", "progress"}),
     ("data", {"data"}),
     ("models", {"models"}),
     ("training", {"training"}),

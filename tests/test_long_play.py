@@ -40,7 +40,7 @@ def test_counts_see_a_duplicated_paddle_and_a_lost_ball(pong_dataset: Path) -> N
 
 
 def test_count_shares():
-    shares = count_shares({"ball": np.array([[0, 1, 1, 2]])}, "_t4")
+    shares = count_shares({"ball": np.array([[0, 1, 1, 2]])}, 4)
     assert shares == {"play/ball_one_t4": 0.5, "play/ball_many_t4": 0.25}
 
 

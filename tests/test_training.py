@@ -18,6 +18,7 @@ from genie.stages.tokenizer import TokenizerStage
 from genie.training import checkpoint as ckpt_mod
 from genie.training import loop as loop_mod
 from genie.training.checkpoint import list_checkpoints, load_checkpoint
+from genie.training.curves import panels
 from genie.training.loop import Trainer, lr_at
 from genie.training.metrics_log import read_metrics
 from genie.training.runtime import Runtime
@@ -373,3 +374,37 @@ def test_checkpoint_of_another_shape_is_refused(store, tmp_path):
     with pytest.raises(GenieError, match="ckpt.pt does not fit this model's shapes") as info:
         load_model_state(small, other.state_dict(), "ckpt.pt")
     assert "\n" not in str(info.value)
+
+
+def test_validation_curves_draw_one_metric_family_per_panel():
+    """dB beside dB, shares beside shares; per-horizon keys at the first and last step only; no error bars."""
+    dynamics = [
+        f"val/{m}_t{h}" for m in ("rollout_psnr", "delta_psnr", "delta_psnr_moving") for h in range(1, 7)
+    ]
+    lam = ["val/psnr", "val/psnr_changed", "val/move_acc", "val/move_majority", "val/move_nmi", "val/usage_0"]
+    keys = [
+        *dynamics,
+        "val/rollout_psnr",
+        "val/rollout_psnr_se",
+        "val/delta_psnr_t4_se",
+        "val/token_acc",
+        *lam,
+    ]
+    assert panels([*keys, "train/loss", "step"]) == {
+        "ΔtPSNR, action gain (dB)": [
+            "val/delta_psnr_moving_t1",
+            "val/delta_psnr_moving_t6",
+            "val/delta_psnr_t1",
+            "val/delta_psnr_t6",
+        ],
+        "PSNR (dB)": [
+            "val/psnr",
+            "val/psnr_changed",
+            "val/rollout_psnr",
+            "val/rollout_psnr_t1",
+            "val/rollout_psnr_t6",
+        ],
+        "accuracy (majority: chance)": ["val/move_acc", "val/move_majority", "val/token_acc"],
+        "NMI with true actions": ["val/move_nmi"],
+        "code usage (share)": ["val/usage_0"],
+    }

@@ -1,9 +1,8 @@
-"""Play: the cached tokenizer decode, World reset/step, the key map, the Gymnasium env, the server, report."""
+"""Play: the cached tokenizer decode, World reset/step, the key map, the Gymnasium env, the server."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -358,44 +357,6 @@ def test_server_starts_each_tab_from_the_given_prompt(keyed, tmp_path):
     assert first["latent"] is None and first["checksum"] == int(real.astype(np.int64).sum())
 
 
-def test_report_writes_html_and_json(dynamics_run, upstream, tmp_path):
-    out = tmp_path / "report"
-    runs = [str(upstream["tokenizer"]), str(upstream["lam"]), str(dynamics_run)]
-    evaluate = ["eval", "dynamics", "--checkpoint", str(dynamics_run), "--eval_dir", str(tmp_path / "ev")]
-    assert main(evaluate) == 0
-    assert main(["report", "--runs", *runs, "--eval_dir", str(tmp_path / "ev"), "--out", str(out)]) == 0
-    page = (out / "report.html").read_text()
-    assert "<td>ball_seen</td>" in page and "<td>foreground_share</td>" in page  # the long rollouts' table
-    summary = json.loads((out / "report.json").read_text())
-    assert set(summary["runs"]) == {"tokenizer", "lam", "dynamics"}
-    assert summary["play"]["frames"] > 40 and (out / "assets" / "play.gif").is_file()
-    assert "play.gif" in page and "loss_curve.png" in page
-    with Image.open(out / "assets" / "play.gif") as gif:
-        assert gif.n_frames == summary["play"]["frames"]
-
-
-def test_report_replaces_only_its_own_assets_and_only_when_it_succeeds(
-    upstream, dynamics_run, tmp_path, capsys
-):
-    out = tmp_path / "report"
-    (out / "assets").mkdir(parents=True)
-    (out / "assets" / "thesis.pdf").write_bytes(b"mine")
-    report = ["report", "--runs", str(upstream["tokenizer"]), "--out", str(out), "--no_gif"]
-    assert main(report) == 2
-    assert "did not write" in capsys.readouterr().err and (out / "assets" / "thesis.pdf").is_file()
-    (out / "assets" / "thesis.pdf").unlink()
-    assert main(report) == 0
-    first = sorted(p.name for p in (out / "assets").iterdir())
-    assert "tokenizer_loss_curve.png" in first
-    # a report that fails (a dynamics run with no checkpoint yet) leaves the last good one as it was
-    empty = tmp_path / "dynamics" / "run_x"
-    empty.mkdir(parents=True)
-    shutil.copy(dynamics_run / "metrics.jsonl", empty)
-    assert main(["report", "--runs", str(upstream["tokenizer"]), str(empty), "--out", str(out)]) == 2
-    assert sorted(p.name for p in (out / "assets").iterdir()) == first
-    assert [p.name for p in out.iterdir() if p.name.startswith(".assets")] == []
-
-
 def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, monkeypatch):
     app = create_app(keyed, fps=100, record_dir=tmp_path)
 
@@ -411,18 +372,6 @@ def test_a_failing_world_tells_its_tab_and_the_server_lives_on(keyed, tmp_path, 
         monkeypatch.undo()
         with client.websocket_connect(WS) as ws:
             assert frames_of(ws, 3)[-1]["step"] >= 2
-
-
-def test_report_assets_of_the_same_name_do_not_overwrite_each_other(tmp_path):
-    from genie.report import _asset
-
-    (tmp_path / "long_video").mkdir()
-    (tmp_path / "x.mp4").write_bytes(b"short")
-    (tmp_path / "long_video" / "x.mp4").write_bytes(b"long")
-    assets = tmp_path / "assets"
-    assets.mkdir()
-    a, b = _asset(tmp_path / "x.mp4", assets, "dyn"), _asset(tmp_path / "long_video" / "x.mp4", assets, "dyn")
-    assert a != b and (tmp_path / a).read_bytes() == b"short" and (tmp_path / b).read_bytes() == b"long"
 
 
 # --- control you can see ---

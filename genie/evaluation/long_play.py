@@ -17,6 +17,7 @@ from torch import Tensor
 from genie.data.store import EpisodeStore
 from genie.evaluation.objects import game_objects, objects_counted
 from genie.evaluation.video import to_rgb_uint8
+from genie.metric_keys import PLAY_HORIZON, PLAY_ROLLOUTS, REAL, play_share
 from genie.models.dynamics import DynamicsModel, SamplingConfig
 from genie.models.tokenizer import VideoTokenizer
 
@@ -56,12 +57,13 @@ def decode_long(tokenizer: VideoTokenizer, tokens: Tensor) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def count_shares(counts: dict[str, np.ndarray], suffix: str) -> dict[str, float]:
-    """Per object, the share of frames holding exactly one of it and the share holding two or more."""
+def count_shares(counts: dict[str, np.ndarray], window: int | str) -> dict[str, float]:
+    """Per object, the share of frames holding exactly one of it and the share holding two or more (in the
+    window of played frames ending at `window`, or in the REAL frames)."""
     out = {}
     for name, c in counts.items():
-        out[f"play/{name}_one{suffix}"] = float((c == 1).mean())
-        out[f"play/{name}_many{suffix}"] = float((c >= 2).mean())
+        out[play_share(name, "one", window)] = float((c == 1).mean())
+        out[play_share(name, "many", window)] = float((c >= 2).mean())
     return out
 
 
@@ -109,12 +111,12 @@ def long_play(
         return {}
     frames = played_frames(model, tokenizer, prompt, prompt_actions, sampling, window, horizon, seed)
     counts = objects_counted(frames, objects)
-    metrics = {"play/horizon": float(horizon), "play/rollouts": float(prompt.shape[0])}
+    metrics = {PLAY_HORIZON: float(horizon), PLAY_ROLLOUTS: float(prompt.shape[0])}
     for first, last in WINDOWS:
         if first <= horizon:
-            metrics.update(count_shares({k: v[:, first - 1 : last] for k, v in counts.items()}, f"_t{last}"))
+            metrics.update(count_shares({k: v[:, first - 1 : last] for k, v in counts.items()}, last))
     real = np.concatenate(
         [np.asarray(store.frames[int(s) : int(e)]) for s, e in store.episodes[store.split_episodes("val")]]
     )
-    metrics.update(count_shares(objects_counted(real, objects), "_real"))
+    metrics.update(count_shares(objects_counted(real, objects), REAL))
     return metrics

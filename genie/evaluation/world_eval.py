@@ -24,6 +24,19 @@ from genie.evaluation.metrics import foreground_mask, masked_psnr, psnr, ssim, s
 from genie.evaluation.objects import game_objects, objects_seen
 from genie.evaluation.video import side_by_side, to_rgb_uint8
 from genie.inference import PROMPT_FRAMES, TrainedWorld
+from genie.metric_keys import (
+    DELTA_PSNR_AT,
+    DELTA_PSNR_MOVING_AT,
+    FOREGROUND_SHARE,
+    LONG_SOURCES,
+    ROLLOUT_PSNR,
+    ROLLOUT_PSNR_AT,
+    ROLLOUT_SSIM,
+    SE,
+    TOKEN_ACC,
+    at_horizon,
+    long_seen,
+)
 from genie.models.dynamics import sample_mask
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
@@ -35,7 +48,7 @@ MOVING = 0.1  # a pixel "moves" when it differs from the last prompt frame by mo
 def has_standard_error(key: str) -> bool:
     """Metrics reported with their standard error over clips: ΔtPSNR (small and noisy) and the rollout
     PSNR that picks the best checkpoint (which must not follow noise)."""
-    return "delta_psnr" in key or key == "val/rollout_psnr"
+    return key.startswith(DELTA_PSNR_AT) or key == ROLLOUT_PSNR
 
 
 def clip_actions(world: TrainedWorld, batch: Batch) -> Tensor:
@@ -89,7 +102,7 @@ def rollout_metrics(
         actions = clip_actions(world, batch)
         mask = sample_mask(tokens.shape, VAL_MASK_RATE, VAL_MASK_RATE, batch["noise_seed"])
         logits = model(tokens.masked_fill(mask, model.mask_id), actions)
-        add("val/token_acc", (logits.argmax(-1) == tokens)[mask].float())
+        add(TOKEN_ACC, (logits.argmax(-1) == tokens)[mask].float())
         if rolled >= -(-rollouts_wanted // rt.world_size):
             continue
         rolled += x.shape[0]
@@ -98,17 +111,17 @@ def rollout_metrics(
         moving = (real - x[:, PROMPT_FRAMES - 1 : PROMPT_FRAMES]).abs().amax(2, keepdim=True) > MOVING
         p_inf, p_rand = psnr(out["inferred"], real), psnr(out["random"], real)
         m_inf, m_rand = masked_psnr(out["inferred"], real, moving), masked_psnr(out["random"], real, moving)
-        add("val/rollout_psnr", p_inf.mean(1))  # per clip: its standard error is over clips
-        add("val/rollout_ssim", ssim(out["inferred"], real))
+        add(ROLLOUT_PSNR, p_inf.mean(1))  # per clip: its standard error is over clips
+        add(ROLLOUT_SSIM, ssim(out["inferred"], real))
         for h in range(real.shape[1]):
-            add(f"val/rollout_psnr_t{h + 1}", p_inf[:, h])
-            add(f"val/delta_psnr_t{h + 1}", p_inf[:, h] - p_rand[:, h])
-            add(f"val/delta_psnr_moving_t{h + 1}", m_inf[:, h] - m_rand[:, h])
+            add(at_horizon(ROLLOUT_PSNR_AT, h + 1), p_inf[:, h])
+            add(at_horizon(DELTA_PSNR_AT, h + 1), p_inf[:, h] - p_rand[:, h])
+            add(at_horizon(DELTA_PSNR_MOVING_AT, h + 1), m_inf[:, h] - m_rand[:, h])
     sums = rt.all_sum(sums)
     counts = rt.all_sum({k: float(v) for k, v in counts.items()})
     out = {k: sums[k] / counts[k] for k in counts if counts[k]}
     for k in [k for k in out if has_standard_error(k) and counts[k] >= 2]:  # one clip has no spread
-        out[f"{k}_se"] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
+        out[k + SE] = standard_error(out[k], sums[f"{k}_sq"] / counts[k], int(counts[k]))
     return out
 
 
@@ -150,15 +163,14 @@ def long_rollouts(world: TrainedWorld) -> tuple[np.ndarray | None, dict[str, flo
     recon = world.decode(world.encode(x))[:, late]
     background = background_frame(store, device)
     metrics = {}
-    for source, frames in (
-        ("", generated[:, late.start - PROMPT_FRAMES :]),
-        ("_tokenizer", recon),
-        ("_real", x[:, late]),
-    ):
+    shown = (generated[:, late.start - PROMPT_FRAMES :], recon, x[:, late])
+    for source, frames in zip(LONG_SOURCES, shown, strict=True):
         for name, seen in objects_seen(to_rgb_uint8(frames), objects).items():
-            metrics[f"long/{name}_seen{source}"] = float(seen.mean())
+            metrics[long_seen(name, source)] = float(seen.mean())
         # scattered junk also 'shows' objects: the share of pixels off the empty court tells it apart
-        metrics[f"long/foreground_share{source}"] = float(foreground_mask(frames, background).float().mean())
+        metrics[long_seen(FOREGROUND_SHARE, source)] = float(
+            foreground_mask(frames, background).float().mean()
+        )
     return video, metrics
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from genie import metric_keys as mk
 from genie.config import DynamicsConfig
 from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
@@ -122,7 +123,7 @@ def masked_loss(
 
 class DynamicsStage:
     name = "dynamics"
-    best_metric = "val/rollout_psnr"
+    best_metric = mk.ROLLOUT_PSNR
     config_cls = DynamicsConfig
 
     def __init__(

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
+from genie import metric_keys as mk
 from genie.config import TokenizerConfig
 from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import background_frame, to_float
@@ -40,7 +41,7 @@ from genie.training.stage import Batch
 
 class TokenizerStage:
     name = "tokenizer"
-    best_metric = "val/psnr"
+    best_metric = mk.PSNR
     config_cls = TokenizerConfig
 
     def __init__(self, config: TokenizerConfig, store: EpisodeStore, device: torch.device) -> None:
@@ -85,12 +86,13 @@ class TokenizerStage:
         codes = rt.cat(indices)
         if sums["frames"] == 0:
             return {}
-        metrics = {f"val/{k}": sums[k] / sums["frames"] for k in ("psnr", "ssim", "background_psnr")}
-        metrics["val/object_recall"] = sums["fg_hits"] / sums["fg"] if sums["fg"] else float("nan")
+        names = {mk.PSNR: "psnr", mk.SSIM: "ssim", mk.BACKGROUND_PSNR: "background_psnr"}
+        metrics = {key: sums[name] / sums["frames"] for key, name in names.items()}
+        metrics[mk.OBJECT_RECALL] = sums["fg_hits"] / sums["fg"] if sums["fg"] else float("nan")
         usage = codebook_usage(codes.long(), model.quantizer.num_codes)
-        metrics["val/perplexity"] = usage["perplexity"]
-        metrics["val/codes_used"] = float(usage["codes_used"])
-        metrics["val/dead_codes"] = float(model.quantizer.dead_codes().sum())
+        metrics[mk.PERPLEXITY] = usage["perplexity"]
+        metrics[mk.CODES_USED] = float(usage["codes_used"])
+        metrics[mk.DEAD_CODES] = float(model.quantizer.dead_codes().sum())
         return metrics
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:

@@ -6,11 +6,41 @@ The loop redraws it at every save; matplotlib is imported only when drawing, so 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from genie import metric_keys as mk
 from genie.errors import GenieError, cannot_write
 from genie.outputs import LOSS_CURVE
 from genie.training.metrics_log import read_metrics
+
+# one panel per metric family (first match on the key wins), so no axis mixes units or holds twenty lines
+PANELS = (
+    ("ΔtPSNR, action gain (dB)", ("delta_psnr", "action_gain")),
+    ("PSNR (dB)", ("psnr",)),
+    ("accuracy (majority: chance)", ("_acc", "_majority")),
+    ("NMI with true actions", ("_nmi",)),
+    ("code usage (share)", ("usage_",)),
+    ("object recall, SSIM", ("recall", "ssim")),
+    ("codebook", ("perplexity", "codes_used", "dead_codes")),
+    ("action spread", ("action_std", "action_cos_dist")),
+)
+REFERENCES = ("background", "majority", "shuffled", "copy_")  # drawn dashed: what a number is read against
+
+
+def panels(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Validation keys grouped by PANELS (the rest under "other"), in order. Per-horizon keys only at the
+    first and the last step (ΔtPSNR at every step is the report's table); standard errors stay in the JSON."""
+    keys = sorted({k for k in keys if k.startswith("val/") and not k.endswith(mk.SE)})
+    steps = mk.horizons(keys)
+    ends = {steps[0], steps[-1]} if steps else set()
+    keys = [k for k in keys if (h := mk.horizon_of(k)) is None or h in ends]
+    out: dict[str, list[str]] = {}
+    for k in keys:
+        title = next((t for t, parts in PANELS if any(p in k for p in parts)), "other")
+        out.setdefault(title, []).append(k)
+    order = [t for t, _ in PANELS] + ["other"]
+    return {t: out[t] for t in order if t in out}
 
 
 def plot_run(run_dir: Path) -> Path:
@@ -24,28 +54,25 @@ def plot_run(run_dir: Path) -> Path:
     if not rows:
         raise GenieError(f"{run_dir}: no metrics.jsonl rows to plot")
     train = [r for r in rows if r.get("train/loss") is not None]
-    shown = [k for r in rows for k in r if k.startswith("val/") and isinstance(r[k], int | float)]
-    val_keys = sorted({k for k in shown if not k.endswith("_se")})  # standard errors stay in the JSON
-    fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 5 * bool(val_keys), 4), squeeze=False)
-    ax = axes[0, 0]
+    groups = panels(k for r in rows for k in r if isinstance(r[k], int | float))
+    n = 1 + len(groups)
+    cols = min(3, n)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(5 * cols, 3.4 * -(-n // cols)), squeeze=False)
+    ax = axes.flat[0]
     ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], label="train/loss")
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_title(f"{run_dir.parent.name}/{run_dir.name}")
-    ax.legend()
-    if val_keys:
-        ax = axes[0, 1]
-        unit = ax.twinx()  # dB on the left, shares in [0, 1] on the right
-        for k in val_keys:
+    ax.set_title(f"{run_dir.parent.name}/{run_dir.name}", fontsize=9)
+    for ax, (title, keys) in zip(axes.flat[1:], groups.items(), strict=False):
+        for k in keys:
             pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), int | float)]
-            target = ax if "psnr" in k else unit
-            target.plot(*zip(*pts, strict=True), marker="o", ms=3, label=k, ls="-" if target is ax else "--")
+            style = "--" if any(p in k for p in REFERENCES) else "-"
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, ls=style, label=k[len("val/") :])
+        ax.set_title(f"validation: {title}", fontsize=9)
+    for ax in axes.flat[:n]:
         ax.set_xlabel("step")
-        ax.set_ylabel("dB")
-        ax.set_title("validation")
-        for axis, corner in ((ax, "upper left"), (unit, "lower right")):
-            if axis.get_legend_handles_labels()[0]:  # a run may log only dB or only shares
-                axis.legend(loc=corner, fontsize=7)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
     fig.tight_layout()
     out = run_dir / LOSS_CURVE
     tmp = out.with_name(f"{out.stem}.tmp{out.suffix}")

@@ -89,7 +89,7 @@ def action_map(trained: TrainedWorld) -> ActionMap:
     """Latent code -> key label, from the validation episodes (see genie.world.action_map)."""
     store, source = trained.store, trained.actions
     names = store.movement_labels()
-    if source.lam is None:  # the model was trained on the movement classes themselves
+    if source.oracle:  # the model was trained on the movement classes themselves
         return ActionMap(names, [1.0] * len(names), [0] * len(names), "true actions (oracle model)")
     val = ClipDataset(store, "val", source.lam_clip, stride=source.lam_clip)
     picks = evenly_spaced(len(val), MAP_CLIPS)
@@ -177,7 +177,7 @@ class World:
             start, end = store.episodes[episodes[self.rng.integers(len(episodes))]]
             t = int(self.rng.integers(start, end - PROMPT_FRAMES + 1))
             frames = np.array(store.frames[t : t + PROMPT_FRAMES])
-            if m.trained.actions.lam is None:
+            if m.trained.actions.oracle:
                 true = m.trained.actions.true_ids(store.actions[t : t + PROMPT_FRAMES - 1])
                 return frames, torch.from_numpy(true)[None].to(m.device)
         elif isinstance(prompt, np.ndarray):
