@@ -4,7 +4,7 @@
 # On the GPU machine (Python 3.12 + torch with CUDA, no network), from the repository root, with the
 # folder made here by `make gpu-bundle` beside it (.gpu_bundle: wheels + a compressed Pong subset):
 #     bash benchmarks/gpu.sh                 # results in $OUT (gpu.json, gpu.md, gpu.log)
-# Here, on CPU, the same parts at the tiny presets, tiny batches and two steps each:
+# Here, on CPU, the same parts on the user's configs shrunk to 1 layer x 32, batches 2 and 4, two steps:
 #     PYTHON=.venv/bin/python bash benchmarks/gpu.sh --dry_run
 #
 # Every part is its own process under its own `timeout`, cut further to what is left of BUDGET_S, so a
@@ -25,8 +25,9 @@ if ((DRY)); then
     OUT=${OUT:-benchmarks/results/gpu-dry}
     BUDGET_S=${BUDGET_S:-3600} # a 2-core CPU beside other jobs: slow, and only the code paths matter
     SCALE=10                    # every part's cap x10
-    ARGS=(--device cpu --tiny --compile_backend aot_eager)
+    ARGS=(--device cpu --shrink --compile_backend aot_eager)
     BATCHES=(2 4)
+    COMPILE_BATCHES=(2 4) # both here, to run the recompile at a second shape
     TIMING=(--steps 2 --seconds 1)
     MEMORY=(--steps 10 --max_steps 20 --seconds 10)
 else
@@ -35,8 +36,9 @@ else
     SCALE=1
     ARGS=(--device cuda --compile_backend inductor)
     BATCHES=(8 64)
-    TIMING=(--steps 20 --seconds 8)
-    MEMORY=(--steps 200 --max_steps 3000 --seconds 45)
+    COMPILE_BATCHES=(8) # a second shape recompiles: time the next part's compile instead
+    TIMING=(--steps 20 --seconds 6)
+    MEMORY=(--steps 200 --max_steps 3000 --seconds 35)
 fi
 ARGS+=(--work "$WORK/parts" --data_dir "$WORK/data")
 
@@ -70,7 +72,7 @@ part() {
 
 log "genie GPU benchmark: $( ((DRY)) && echo 'dry run on CPU' || echo 'GPU run'), budget ${BUDGET_S} s, out $OUT"
 if ((DRY)); then
-    export PYTHONPATH="$PWD"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 else
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$LOG"
     # the project's missing dependencies, from the wheels brought along (nothing can be downloaded there)
@@ -85,15 +87,15 @@ B=benchmarks/gpu_bench.py
 part ingest 60 $PY -m genie.cli ingest "$BUNDLE/pong.npz" --dataset pong --data_dir "$WORK/data" \
     --episode_frames 500 --overwrite
 part peak 30 $PY $B peak "${ARGS[@]}"
-part upstream 90 $PY $B upstream "${ARGS[@]}"
+part upstream 100 $PY $B upstream "${ARGS[@]}"
 # eager first (the numbers that matter most), then the memory run (it sizes itself by the eager tokenizer's
 # speed), then torch.compile, the slowest to start
 part tokenizer_eager 50 $PY $B stage tokenizer --mode eager --batch "${BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
 part lam_eager 70 $PY $B stage lam --mode eager --batch "${BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
-part dynamics_eager 70 $PY $B stage dynamics --mode eager --batch "${BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
+part dynamics_eager 80 $PY $B stage dynamics --mode eager --batch "${BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
 part memory 70 $PY $B memory --batch "${BATCHES[0]}" "${MEMORY[@]}" "${ARGS[@]}"
 for s in tokenizer dynamics lam; do # the LAM last: 40 layers of 1024 compile the longest
-    part "${s}_compile" 75 $PY $B stage $s --mode compile --batch "${BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
+    part "${s}_compile" 75 $PY $B stage $s --mode compile --batch "${COMPILE_BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
 done
 $PY $B report --work "$WORK/parts" --out "$OUT" 2>&1 | tee -a "$LOG"
 log "done in $(($(date +%s) - START)) s: $OUT/gpu.json, $OUT/gpu.md, $OUT/gpu.log"

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from common import machine, one_step_runs
-from mfu import ROOT, TINY, USER, matmul_peak, measure
+from mfu import ROOT, USER, matmul_peak, measure
 
 STAGES = ("tokenizer", "lam", "dynamics")
 
@@ -51,8 +52,25 @@ def bundle(a: argparse.Namespace) -> None:
     )
 
 
-def _configs(tiny: bool) -> dict[str, Path]:
-    return TINY if tiny else USER
+def _configs(a: argparse.Namespace) -> dict[str, Path]:
+    """The user's configs; with --shrink, copies at 1 layer x 32 wide that keep everything else (gradient
+    checkpointing, patch sizes, clip lengths, vocabulary, QK-norm): the GPU run's code paths on a CPU."""
+    if not a.shrink:
+        return USER
+    out = {}
+    for stage_name, path in USER.items():
+        cfg = yaml.safe_load(path.read_text())
+        model = cfg["model"]
+        for key in ("encoder", "decoder", "architecture"):
+            if key in model:
+                model[key].update(num_layers=1, d_model=32, num_heads=2, dim_feedforward=64)
+        for key in ("token_embedding", "action_embedding"):
+            if key in model:
+                model[key]["embedding_dim"] = 32
+        out[stage_name] = a.work / "configs" / path.name
+        out[stage_name].parent.mkdir(parents=True, exist_ok=True)
+        out[stage_name].write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
 
 
 def peak(a: argparse.Namespace) -> None:
@@ -73,7 +91,7 @@ def peak(a: argparse.Namespace) -> None:
 def upstream(a: argparse.Namespace) -> None:
     """One-step tokenizer and LAM runs of the measured size: the dynamics stage's frozen inputs (speed
     does not depend on their weights, and their encode and actions are part of its step)."""
-    configs = _configs(a.tiny)
+    configs = _configs(a)
     runs = one_step_runs({s: configs[s] for s in ("tokenizer", "lam")}, a.device, a.data_dir)
     _write(a.work / "upstream.json", {s: str(p) for s, p in runs.items()})
     _log(f"upstream runs: {runs}")
@@ -82,7 +100,7 @@ def upstream(a: argparse.Namespace) -> None:
 def stage(a: argparse.Namespace) -> None:
     """One stage at each --batch, eager or compiled. A batch that runs out of memory is halved (down to
     the first batch) and the OOM recorded, so "the large batch" is the largest of the tried ones that fits."""
-    path = _configs(a.tiny)[a.stage]
+    path = _configs(a)[a.stage]
     ups = {}
     if a.stage == "dynamics":
         ups = {k: Path(v) for k, v in json.loads((a.work / "upstream.json").read_text()).items()}
@@ -143,7 +161,7 @@ def memory(a: argparse.Namespace) -> None:
         runs = [r for r in json.loads(eager.read_text())["runs"] if r.get("batch_size") == a.batch[0]]
         if runs and "steps_per_s" in runs[0]:
             steps = max(a.steps, min(a.max_steps, int(runs[0]["steps_per_s"] * a.seconds)))
-    config = load_config(TokenizerConfig, _configs(a.tiny)["tokenizer"])
+    config = load_config(TokenizerConfig, _configs(a)["tokenizer"])
     config.data.batch_size = a.batch[0]
     store = EpisodeStore.open(ensure_dataset(a.data_dir, "pong"))
     log_every = max(1, steps // 20)
@@ -243,7 +261,7 @@ def main() -> None:
     p.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/gpu", help="report: gpu.json, gpu.md"
     )
-    p.add_argument("--tiny", action="store_true", help="configs/tiny/ instead of the user's (the dry run)")
+    p.add_argument("--shrink", action="store_true", help="the user's configs at 1 layer x 32 (the dry run)")
     p.add_argument("--mode", choices=("eager", "compile"), default="eager")
     p.add_argument("--compile_backend", default="inductor", help="torch.compile backend of --mode compile")
     p.add_argument("--batch", type=int, nargs="+", default=[8, 64])

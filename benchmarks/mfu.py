@@ -115,7 +115,7 @@ def measure(
     seconds = (time.perf_counter() - start) / done
     frames = config.data.batch_size * config.data.sequence_length
     out = {
-        "config": str(config_path.relative_to(ROOT)),
+        "config": str(config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path),
         "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
         "batch_size": config.data.batch_size,
         "autocast": str(trainer.rt.dtype).replace("torch.", "") if trainer.rt.dtype else "fp32",
