@@ -38,7 +38,7 @@ else
     BATCHES=(8 64)
     COMPILE_BATCHES=(8) # a second shape recompiles: time the next part's compile instead
     TIMING=(--steps 20 --seconds 6)
-    MEMORY=(--steps 200 --max_steps 3000 --seconds 35)
+    MEMORY=(--steps 100 --max_steps 3000 --seconds 35)
 fi
 ARGS+=(--work "$WORK/parts" --data_dir "$WORK/data")
 

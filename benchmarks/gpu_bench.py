@@ -160,7 +160,7 @@ def memory(a: argparse.Namespace) -> None:
     if eager.exists():  # as many steps as fit in the part's seconds at the measured speed
         runs = [r for r in json.loads(eager.read_text())["runs"] if r.get("batch_size") == a.batch[0]]
         if runs and "steps_per_s" in runs[0]:
-            steps = max(a.steps, min(a.max_steps, int(runs[0]["steps_per_s"] * a.seconds)))
+            steps = max(10, min(a.max_steps, int(runs[0]["steps_per_s"] * a.seconds)))
     config = load_config(TokenizerConfig, _configs(a)["tokenizer"])
     config.data.batch_size = a.batch[0]
     store = EpisodeStore.open(ensure_dataset(a.data_dir, "pong"))
@@ -265,7 +265,7 @@ def main() -> None:
     p.add_argument("--mode", choices=("eager", "compile"), default="eager")
     p.add_argument("--compile_backend", default="inductor", help="torch.compile backend of --mode compile")
     p.add_argument("--batch", type=int, nargs="+", default=[8, 64])
-    p.add_argument("--steps", type=int, default=20, help="timed steps (memory: the fewest)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (memory: when no eager speed is known)")
     p.add_argument("--max_steps", type=int, default=3000, help="memory: the most steps")
     p.add_argument("--seconds", type=float, default=8.0, help="cap on one timing (memory: on the run)")
     p.add_argument("--frames", type=int, default=10000, help="bundle: at most this many frames")
