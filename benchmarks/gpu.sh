@@ -74,13 +74,13 @@ log "genie GPU benchmark: $( ((DRY)) && echo 'dry run on CPU' || echo 'GPU run')
 if ((DRY)); then
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 else
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$LOG"
+    timeout 15 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee -a "$LOG"
     # the project's missing dependencies, from the wheels brought along (nothing can be downloaded there)
     part install 60 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$WORK/site" "$BUNDLE"/wheels/*.whl
     export PYTHONPATH="$PWD:$WORK/site"
 fi
-$PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+timeout 30 $PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
     "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())' 2>&1 | tee -a "$LOG"
 
 B=benchmarks/gpu_bench.py
@@ -97,5 +97,5 @@ part memory 70 $PY $B memory --batch "${BATCHES[0]}" "${MEMORY[@]}" "${ARGS[@]}"
 for s in tokenizer dynamics lam; do # the LAM last: 40 layers of 1024 compile the longest
     part "${s}_compile" 75 $PY $B stage $s --mode compile --batch "${COMPILE_BATCHES[@]}" "${TIMING[@]}" "${ARGS[@]}"
 done
-$PY $B report --work "$WORK/parts" --out "$OUT" 2>&1 | tee -a "$LOG"
+timeout 25 $PY $B report --work "$WORK/parts" --out "$OUT" 2>&1 | tee -a "$LOG" # the budget keeps 20 s for it: at most 455 s in all
 log "done in $(($(date +%s) - START)) s: $OUT/gpu.json, $OUT/gpu.md, $OUT/gpu.log"
