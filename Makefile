@@ -6,7 +6,7 @@ DATA    ?= data
 LABELS  ?= 1
 STAMP   := .venv/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench gpu-bundle
 
 $(STAMP): pyproject.toml requirements.txt
 	python3 -m venv .venv
@@ -23,6 +23,18 @@ demo: $(STAMP)
 # MFU of every tiny stage against this machine's measured matmul peak (~3 min on 2 cores)
 bench: $(STAMP)
 	$(PY) benchmarks/mfu.py --data_dir $(DATA) --out benchmarks/results/mfu-$$(hostname)-$$(date +%Y%m%d).json
+
+# What benchmarks/gpu.sh needs on the GPU machine, which has Python 3.12 and torch but no network: the
+# wheels of the project's dependencies it lacks (not PyAV, 36 MB, for videos only; not the play server's)
+# and a compressed Pong subset (~1 MiB). Carry .gpu_bundle with the run (benchmarks/README.md).
+GPU_WHEELS := gymnasium==1.4.0 farama-notifications==0.0.6 ale-py==0.12.1
+gpu-bundle: $(STAMP)
+	rm -rf .gpu_bundle/wheels
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux2014_x86_64 \
+		--platform any -d .gpu_bundle/wheels $(GPU_WHEELS)
+	$(PY) benchmarks/gpu_bench.py bundle --data_dir $(DATA) --out .gpu_bundle/pong.npz
+	du -sh .gpu_bundle
 
 lint: $(STAMP)
 	.venv/bin/ruff check .

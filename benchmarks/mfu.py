@@ -65,12 +65,29 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def measure(
-    stage: str, config_path: Path, device: str, data_dir: Path, upstream: dict, batch: int | None, steps: int
+    stage: str,
+    config_path: Path,
+    device: str,
+    data_dir: Path,
+    upstream: dict,
+    batch: int | None,
+    steps: int,
+    *,
+    workers: int | None = 0,
+    compile_backend: str | None = None,
+    max_seconds: float = float("inf"),
+    compile_warmup: int = 3,
 ) -> dict:
+    """Steps/s, frames/s and FLOPs of one stage's real training step. `workers` None keeps the config's
+    loader workers (0 by default: on a 2-core CPU workers compete with the step). With `compile_backend`
+    the model is `torch.compile`d after the FLOPs are counted eagerly (the counter sees no operators
+    inside compiled code), then `compile_warmup` steps compile it before the timing. The timed loop stops
+    after `steps` steps or `max_seconds`, whichever comes first, so a slow size cannot eat a time budget."""
     config = load_config(stage_class(stage).config_cls, config_path)
     if batch is not None:
         config.data.batch_size = batch
-    config.data.num_workers = 0
+    if workers is not None:
+        config.data.num_workers = workers
     extra = {**upstream, "actions": "lam"} if stage == "dynamics" else None
     trainer = build_trainer(stage, config, data_dir, device, extra)
     data = iter(trainer.train_loader)
@@ -79,25 +96,38 @@ def measure(
     with flop_counter.FlopCounterMode(display=False) as counter:
         training_step(trainer, data)
     flops = counter.get_total_flops()
+    compile_s = None
+    if compile_backend is not None:
+        start = time.perf_counter()
+        trainer.model.compile(backend=compile_backend)
+        for _ in range(compile_warmup):
+            training_step(trainer, data)
+        sync()
+        compile_s = time.perf_counter() - start
     if trainer.rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        training_step(trainer, data)
+    start, done = time.perf_counter(), 0
+    while done < steps and (done == 0 or time.perf_counter() - start < max_seconds):
+        training_step(trainer, data)  # its finiteness check syncs every step: the clock is not ahead
+        done += 1
     sync()
-    seconds = (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / done
     frames = config.data.batch_size * config.data.sequence_length
     out = {
-        "config": str(config_path.relative_to(ROOT)),
+        "config": str(config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path),
         "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
         "batch_size": config.data.batch_size,
         "autocast": str(trainer.rt.dtype).replace("torch.", "") if trainer.rt.dtype else "fp32",
+        "compile": compile_backend or "off",
+        "steps_timed": done,
         "steps_per_s": round(1 / seconds, 3),
         "frames_per_s": round(frames / seconds, 1),
         "gflop_per_step": round(flops / 1e9, 2),
         "achieved_gflop_per_s": round(flops / seconds / 1e9, 1),
     }
+    if compile_s is not None:
+        out["compile_s"] = round(compile_s, 1)
     if trainer.rt.device.type == "cuda":
         out["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return out

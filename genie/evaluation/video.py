@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 from torch import Tensor
 
@@ -43,7 +42,12 @@ def annotate(frames: np.ndarray, captions: list[str], scale: int = 4, band: int 
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 10, scale: int = 4) -> Path:
-    """uint8 [T, H, W, 3] -> mp4, upscaled `scale`x (nearest) so 72x128 Atari frames are watchable."""
+    """uint8 [T, H, W, 3] -> mp4, upscaled `scale`x (nearest) so 72x128 Atari frames are watchable.
+
+    PyAV is imported here, not at the top: training imports this module, and a machine that only trains
+    (the GPU benchmark's, which carries its missing wheels within 64 MiB) has no room for PyAV's ~40 MB."""
+    import av
+
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
