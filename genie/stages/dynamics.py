@@ -13,7 +13,6 @@ random actions), over all pixels and over the moving ones (only the paddles answ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,24 +22,16 @@ from torch import Tensor, nn
 
 from genie import metric_keys as mk
 from genie.config import DynamicsConfig
-from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
 from genie.data.store import EpisodeStore
-from genie.evaluation.video import side_by_side, write_mp4
-from genie.evaluation.world_eval import (
-    long_play_counts,
-    long_rollouts,
-    rollout_metrics,
-    rollouts,
-)
-from genie.inference import PROMPT_FRAMES, TrainedWorld, build_dynamics, load_upstream, sampling_of
+from genie.evaluation.dynamics_report import dynamics_report
+from genie.evaluation.world_eval import rollout_metrics
+from genie.inference import TrainedWorld, build_dynamics, load_upstream, sampling_of
 from genie.models.dynamics import DynamicsModel, sample_mask
 from genie.outputs import eval_files, eval_stem
-from genie.progress import progress_bar
 from genie.stages.common import REPORT_CLIPS, dataset_record, keep_per_run, report_batch_size
 from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 from genie.training.runtime import LOCAL, Runtime
-from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
 
 
@@ -88,7 +79,7 @@ class DynamicsStage:
     def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
         return {}
 
-    # --- evaluation (genie.evaluation.world_eval, over the world this model makes) ---
+    # --- evaluation (genie.evaluation.world_eval, dynamics_report, over the world this model makes) ---
 
     def world_of(self, model: nn.Module) -> TrainedWorld:
         return TrainedWorld(
@@ -112,52 +103,21 @@ class DynamicsStage:
         return rollout_metrics(self.world_of(model), batches, wanted, rt)
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
-        """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
-        from torch.utils.data import DataLoader
-
-        model.eval()
-        world, t = self.world_of(model), self.config.training
-        d, step = self.config.data, int(checkpoint["step"])
+        """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON
+        (genie.evaluation.dynamics_report), and their per-run copies."""
+        step = int(checkpoint["step"])
         files = eval_files("dynamics", Path(eval_dir) / "dynamics", eval_stem("dynamics", step))
-        val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = evenly_spaced(len(val), REPORT_CLIPS["dynamics"])
-        loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
-        bar = progress_bar(total=len(loader) + 3, desc=f"evaluating dynamics step {step}", unit="part")
-
-        def batches() -> Iterable[Batch]:
-            for b in loader:
-                yield {k: v.to(self.device) for k, v in b.items()}
-                bar.update(1)
-
-        with torch.no_grad(), bar:
-            metrics = rollout_metrics(world, batches(), len(picks))
-            shown = {k: torch.stack([val[i][k] for i in picks[:4]]).to(self.device) for k in val[0]}
-            x = to_float(shown["frames"])
-            gen = rollouts(world, x, self.actions_of(shown))["inferred"]
-            video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
-            write_mp4(files.video, video, fps=d.fps)
-            bar.update(1)
-            long, seen = long_rollouts(world)
-            metrics.update(seen)
-            bar.update(1)
-            if long is not None:
-                write_mp4(files.extra, long, fps=d.fps)
-            if t.eval_play_frames:
-                metrics.update(long_play_counts(world, t.eval_play_frames, t.eval_play_prompts))
-            bar.update(1)
-        result = {
-            "stage": "dynamics",
-            "checkpoint": checkpoint.get("path"),
-            "step": step,
-            "dataset": self.store.name,
-            "upstream": self.upstream,
-            "prompt_frames": PROMPT_FRAMES,
-            "sampling": vars(self.sampling),
-            "metrics": metrics,
-        }
-        files.json.write_text(json.dumps(result, indent=2) + "\n")
+        report = dynamics_report(
+            self.world_of(model),
+            files,
+            checkpoint=checkpoint.get("path"),
+            step=step,
+            upstream=self.upstream,
+            clips=REPORT_CLIPS["dynamics"],
+            batch_size=report_batch_size(checkpoint, self.config.data),
+        )
         keep_per_run(files.all(), checkpoint)
-        return result
+        return report.record()
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {
