@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
-from genie.evaluation.video import side_by_side, write_mp4
+from genie.evaluation.video import SHOWN_CLIPS, side_by_side, write_mp4
 from genie.evaluation.world_eval import (
     clip_actions,
     long_play_counts,
@@ -32,8 +32,6 @@ from genie.outputs import EvalFiles
 from genie.progress import progress_bar
 from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
-
-SHOWN_CLIPS = 4  # report clips whose rollouts make the comparison video
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
 from genie.data.store import EpisodeStore
 from genie.evaluation.tokenizer_measures import measure_tokenizer
-from genie.evaluation.video import side_by_side, write_mp4
+from genie.evaluation.video import SHOWN_CLIPS, side_by_side, write_mp4
 from genie.models.tokenizer import VideoTokenizer
 from genie.outputs import EvalFiles
 
-SHOWN_CLIPS = 4  # report clips, spread over them, in the comparison video
 CONSECUTIVE_CLIPS = 7  # clips of one validation episode in the long video
 # what the evaluation JSON's numbers mean, written into it
 NOTE = (
