@@ -10,7 +10,8 @@ from tiny_runs import DYNAMICS, LAM, train_args, write
 from genie.cli import main
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.inference import TrainedWorld, load_model
-from genie.stages.dynamics import corrupt_context, drop_actions, masked_loss, motion_weights, sample_mask
+from genie.models.dynamics import sample_mask
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:

@@ -3,13 +3,17 @@ and evaluation off the training stages are in test_imports.py)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
 from genie.data.actions import class_ids
 from genie.data.clips import ClipDataset
 from genie.data.frames import to_float
+from genie.evaluation.dynamics_report import dynamics_report
 from genie.inference import PROMPT_FRAMES, TrainedWorld
+from genie.outputs import eval_files
 from genie.stages.registry import stage_from_checkpoint
 
 
@@ -66,3 +70,14 @@ def test_an_oracle_world_reads_the_true_actions(pong_dataset, upstream, tmp_path
     got = world.infer_actions(to_float(clip["frames"][None]), clip["actions"][None])
     want = class_ids(clip["actions"].numpy(), world.store.movement_classes)
     assert got.tolist() == [want.tolist()]
+
+
+def test_the_final_evaluation_runs_on_a_loaded_world_and_returns_its_json(dynamics_run, tmp_path):
+    """The dynamics report is an app over the trained world (no stage): its result is the JSON it writes."""
+    world = TrainedWorld.load(dynamics_run)
+    files = eval_files("dynamics", tmp_path, "eval")
+    report = dynamics_report(world, files, checkpoint="ckpt.pt", step=2, upstream={}, clips=2, batch_size=2)
+    assert json.loads(files.json.read_text()) == report.record()
+    assert files.video.is_file() and files.extra.is_file()
+    assert report.record()["prompt_frames"] == PROMPT_FRAMES and report.sampling == vars(world.sampling)
+    assert {"val/token_acc", "val/rollout_psnr", "long/ball_seen", "play/horizon"} <= set(report.metrics)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+SHOWN_CLIPS = 4  # report clips a comparison video shows, one after another (tokenizer, dynamics)
+
 
 def to_rgb_uint8(frames: Tensor) -> np.ndarray:
     """float [..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3]."""

@@ -13,112 +13,26 @@ random actions), over all pixels and over the moving ones (only the paddles answ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from genie import metric_keys as mk
 from genie.config import DynamicsConfig
-from genie.data.clips import ClipDataset, evenly_spaced
 from genie.data.frames import to_float
 from genie.data.store import EpisodeStore
-from genie.evaluation.video import side_by_side, write_mp4
-from genie.evaluation.world_eval import (
-    long_play_counts,
-    long_rollouts,
-    rollout_metrics,
-    rollouts,
-)
-from genie.inference import PROMPT_FRAMES, TrainedWorld, build_dynamics, load_upstream, sampling_of
+from genie.evaluation.dynamics_report import dynamics_report
+from genie.evaluation.world_eval import rollout_metrics
+from genie.inference import TrainedWorld, build_dynamics, load_upstream, sampling_of
 from genie.models.dynamics import DynamicsModel, sample_mask
 from genie.outputs import eval_files, eval_stem
-from genie.progress import progress_bar
 from genie.stages.common import REPORT_CLIPS, dataset_record, keep_per_run, report_batch_size
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 from genie.training.runtime import LOCAL, Runtime
-from genie.training.sampler import validation_clips
 from genie.training.stage import Batch
-
-
-def _clip_rng(seed: int, purpose: int) -> np.random.Generator:
-    """An independent stream per (clip noise seed, purpose): the masks, the dropped actions and the
-    corrupted context of one clip never share draws."""
-    return np.random.default_rng([seed, purpose])
-
-
-def drop_actions(actions: Tensor, share: float, null: int, seeds: Tensor) -> Tensor:
-    """actions [B, T-1] with each transition's action replaced by `null` with probability `share`, drawn
-    from each clip's own seed (classifier-free guidance's unconditional branch)."""
-    if share == 0:
-        return actions
-    drop = np.stack([_clip_rng(s, 1).random(actions.shape[1]) < share for s in seeds.tolist()])
-    return actions.masked_fill(torch.from_numpy(drop).to(actions.device), null)
-
-
-def corrupt_context(
-    inputs: Tensor, mask: Tensor, share: float, vocab: int, seeds: Tensor, kind: str = "random"
-) -> Tensor:
-    """inputs [B, T, N] with up to `share` of each clip's visible tokens (where `mask` is False) replaced,
-    the clip's rate ~ U(0, share): by uniform random tokens (`random`), or by the token at the same place
-    in another frame of the clip (`other_frame`): where an object moved, that leaves a ghost where it
-    was and a hole where it is, the errors play makes; elsewhere it changes nothing. Masked tokens, the
-    ones scored, are untouched."""
-    if share == 0:
-        return inputs
-    B, T, N = inputs.shape
-    out = inputs.clone()
-    for b, seed in enumerate(seeds.tolist()):
-        rng = _clip_rng(seed, 2)
-        hit = torch.from_numpy(rng.random((T, N)) < rng.random() * share).to(inputs.device)
-        hit &= ~mask[b]
-        if kind == "random":
-            source = torch.from_numpy(rng.integers(0, vocab, (T, N))).to(inputs.device)
-        else:  # frame t reads frame (t + k) mod T, k uniform in 1..T-1: any other frame
-            shift = torch.from_numpy(rng.integers(1, T, (T, N))).to(inputs.device)
-            frame = (torch.arange(T, device=inputs.device)[:, None] + shift) % T
-            source = inputs[b].gather(0, frame)
-        out[b] = torch.where(hit, source, out[b])
-    return out
-
-
-def motion_weights(tokens: Tensor, grid: tuple[int, int], weight: float) -> Tensor:
-    """tokens [B, T, N] (N = rows x columns of `grid`) -> loss weights [B, T, N]: `weight` within one patch
-    (8-neighbourhood) of a token that differs from the previous frame's at its place, 1 elsewhere and in
-    frame 0. The neighbourhood covers where a moving object was and where it could go, so the weight does
-    not favour "moved" over "stayed" near it."""
-    changed = torch.zeros_like(tokens, dtype=torch.bool)
-    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
-    near = rearrange(changed.float(), "b t (h w) -> (b t) 1 h w", h=grid[0], w=grid[1])
-    near = F.max_pool2d(near, 3, stride=1, padding=1) > 0
-    near = rearrange(near, "(b t) 1 h w -> b t (h w)", b=tokens.shape[0])
-    return torch.where(near, weight, 1.0).to(torch.float32)
-
-
-def masked_loss(
-    logits: Tensor, tokens: Tensor, mask: Tensor, weights: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """Cross-entropy and accuracy on the masked tokens (`logits` [M, V]: the masked tokens' only, in
-    row-major order), averaged per clip and then over clips: a mean of per-sample losses, so ranks and
-    micro-batches add up to the single-process loss whatever their mask rates. `weights` [B, T, N] make
-    the loss a weighted mean within each clip (accuracy stays the plain share)."""
-    targets, clip = tokens[mask], mask.nonzero()[:, 0]
-
-    def clip_mean(x: Tensor, w: Tensor) -> Tensor:
-        per_clip = w.new_zeros(len(mask)).index_add(0, clip, w).clamp_min(1e-12)
-        return (x.new_zeros(len(mask)).index_add(0, clip, x * w) / per_clip).mean()
-
-    ones = torch.ones(len(targets), device=logits.device)
-    w = ones if weights is None else weights[mask]
-    loss = clip_mean(F.cross_entropy(logits.float(), targets, reduction="none"), w)
-    with torch.no_grad():
-        acc = clip_mean((logits.argmax(-1) == targets).float(), ones)
-    return loss, acc
 
 
 class DynamicsStage:
@@ -165,7 +79,7 @@ class DynamicsStage:
     def after_step(self, model: nn.Module, rt: Runtime, rng: torch.Generator) -> dict[str, float]:
         return {}
 
-    # --- evaluation (genie.evaluation.world_eval, over the world this model makes) ---
+    # --- evaluation (genie.evaluation.world_eval, dynamics_report, over the world this model makes) ---
 
     def world_of(self, model: nn.Module) -> TrainedWorld:
         return TrainedWorld(
@@ -189,52 +103,21 @@ class DynamicsStage:
         return rollout_metrics(self.world_of(model), batches, wanted, rt)
 
     def report(self, model: nn.Module, checkpoint: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
-        """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON."""
-        from torch.utils.data import DataLoader
-
-        model.eval()
-        world, t = self.world_of(model), self.config.training
-        d, step = self.config.data, int(checkpoint["step"])
+        """dynamics_comparison_step_N.mp4 (real | generated), long_video/ (a 64+ frame rollout), JSON
+        (genie.evaluation.dynamics_report), and their per-run copies."""
+        step = int(checkpoint["step"])
         files = eval_files("dynamics", Path(eval_dir) / "dynamics", eval_stem("dynamics", step))
-        val = ClipDataset(self.store, "val", d.sequence_length, stride=d.sequence_length)
-        picks = evenly_spaced(len(val), REPORT_CLIPS["dynamics"])
-        loader = DataLoader(validation_clips(val, picks), batch_size=report_batch_size(checkpoint, d))
-        bar = progress_bar(total=len(loader) + 3, desc=f"evaluating dynamics step {step}", unit="part")
-
-        def batches() -> Iterable[Batch]:
-            for b in loader:
-                yield {k: v.to(self.device) for k, v in b.items()}
-                bar.update(1)
-
-        with torch.no_grad(), bar:
-            metrics = rollout_metrics(world, batches(), len(picks))
-            shown = {k: torch.stack([val[i][k] for i in picks[:4]]).to(self.device) for k in val[0]}
-            x = to_float(shown["frames"])
-            gen = rollouts(world, x, self.actions_of(shown))["inferred"]
-            video = side_by_side(x[:, PROMPT_FRAMES:].flatten(0, 1), gen.flatten(0, 1))
-            write_mp4(files.video, video, fps=d.fps)
-            bar.update(1)
-            long, seen = long_rollouts(world)
-            metrics.update(seen)
-            bar.update(1)
-            if long is not None:
-                write_mp4(files.extra, long, fps=d.fps)
-            if t.eval_play_frames:
-                metrics.update(long_play_counts(world, t.eval_play_frames, t.eval_play_prompts))
-            bar.update(1)
-        result = {
-            "stage": "dynamics",
-            "checkpoint": checkpoint.get("path"),
-            "step": step,
-            "dataset": self.store.name,
-            "upstream": self.upstream,
-            "prompt_frames": PROMPT_FRAMES,
-            "sampling": vars(self.sampling),
-            "metrics": metrics,
-        }
-        files.json.write_text(json.dumps(result, indent=2) + "\n")
+        report = dynamics_report(
+            self.world_of(model),
+            files,
+            checkpoint=checkpoint.get("path"),
+            step=step,
+            upstream=self.upstream,
+            clips=REPORT_CLIPS["dynamics"],
+            batch_size=report_batch_size(checkpoint, self.config.data),
+        )
         keep_per_run(files.all(), checkpoint)
-        return result
+        return report.record()
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {
