@@ -1,8 +1,9 @@
 """The report's opening table: per stage its headline numbers beside their references, each marked good or
 not yet against a threshold stated beside it, so a reader sees in ten seconds where the world stands.
 
-The thresholds are this project's bar, not the paper's: each says what a number must reach before the
-next stage can lean on it (the tiny presets reach all but long play; README's status table).
+The thresholds are this project's bar, not the paper's: the targets of its open issues (a LAM whose codes
+mean the controls, a world that obeys its keys as often as the real game lets it and keeps its objects in
+long play); README's status table says which the tiny presets reach.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from genie.evaluation.long_play import WINDOWS
 # ~32.7 dB on Pong, the tiny preset +5.6 dB above it
 TOKENIZER_MARGIN_DB = 3.0
 OBJECT_RECALL_GOOD = 0.9  # of the foreground pixels reconstructed within 0.1 (tiny preset: 0.97)
-LAM_ACCURACY_GOOD = 0.8  # codes that mean the controls (few-label tiny: 0.91; unsupervised: 0.52)
+LAM_ACCURACY_GOOD = 0.85  # codes that mean the controls (few-label tiny: 0.93; unsupervised: 0.52)
 ACTION_GAIN_GOOD_DB = 1.0  # the LAM's decoder uses its actions (trained: ~2 dB over shuffled ones)
-CONTROL_GAP = 0.10  # a key moves the paddle within 10 points as often as in the real frames
+CONTROL_GAP = 0.05  # a key moves the paddle within 5 points as often as in the real frames (95%: 90%)
 DELTA_PSNR_STEP = 4  # ΔtPSNR is read 4 generated frames out, as Genie does
 DELTA_PSNR_GOOD_DB = 1.0  # Genie's worlds: 1.66-1.91 dB
-PLAY_GAP = 0.10  # late long-play frames hold exactly one of an object within 0.1 as often as real ones
+PLAY_SHARE = 0.9  # late long-play frames hold exactly one of an object >= 90% as often as real ones
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def headlines(evaluations: dict[str, dict[str, float]], control: dict[str, Any] 
                 dyn[mk.play_share(name, "one", ends[-1])],
                 dyn[mk.play_share(name, "one", mk.REAL)],
             )
-            rows.append(_near("dynamics", measure, share, real_share, "real frames", -PLAY_GAP))
+            rows.append(_share_of("dynamics", measure, share, real_share, "real frames", PLAY_SHARE))
     return rows
 
 
@@ -113,6 +114,12 @@ def _near(
     """A row good from `margin` off its reference (above it when positive, below when negative)."""
     rule = f"≥ {name} {'+' if margin >= 0 else '−'} {_amount(abs(margin), unit)}"
     return Headline(stage, measure, value, reference, name, reference + margin, rule, unit)
+
+
+def _share_of(stage: str, measure: str, value: float, reference: float, name: str, share: float) -> Headline:
+    """A row good from `share` of its reference (a real share that is itself small, as the ball's ~0.4,
+    asks for proportionally less)."""
+    return Headline(stage, measure, value, reference, name, share * reference, f"≥ {share:.0%} of {name}")
 
 
 def _amount(x: float, unit: str) -> str:
