@@ -9,7 +9,7 @@ from genie.config import CodebookConfig, TokenizerModelConfig, TransformerConfig
 from genie.data.store import EpisodeStore
 from genie.evaluation import long_play
 from genie.evaluation.long_play import MAX_HOLD, count_shares, decode_long, held_random_actions
-from genie.evaluation.objects import box, game_objects, objects_counted
+from genie.evaluation.objects import box, game_objects, object_pixels, objects_counted, objects_seen
 from genie.models.tokenizer import VideoTokenizer
 
 
@@ -37,6 +37,20 @@ def test_counts_see_a_duplicated_paddle_and_a_lost_ball(pong_dataset: Path) -> N
     counts = objects_counted(np.stack([frame, twice, no_ball]), objects)
     assert counts["agent_paddle"].tolist() == [1, 2, 1]
     assert counts["ball"].tolist() == [1, 1, 0]
+
+
+def test_object_pixels_lie_in_the_object_box_and_agree_with_presence(pong_dataset: Path) -> None:
+    store = EpisodeStore.open(pong_dataset)
+    objects = game_objects("pong", store.height, store.width)
+    frames = np.asarray(store.frames[:100])
+    pixels, seen = object_pixels(frames, objects), objects_seen(frames, objects)
+    for name, look in objects.items():
+        assert pixels[name].shape == frames.shape[:-1]
+        rows, cols = box(look, store.height, store.width)
+        outside = pixels[name].copy()
+        outside[:, rows, cols] = False
+        assert not outside.any()
+        assert np.array_equal(pixels[name].sum((1, 2)) >= look.min_pixels, seen[name])
 
 
 def test_count_shares():

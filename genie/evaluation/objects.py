@@ -62,3 +62,16 @@ def objects_counted(frames: np.ndarray, objects: dict[str, ObjectLook]) -> dict[
                 out[i] = int((np.bincount(labels.ravel())[1:] >= look.min_pixels).sum())
         counts[name] = out.reshape(lead)
     return counts
+
+
+def object_pixels(frames: np.ndarray, objects: dict[str, ObjectLook]) -> dict[str, np.ndarray]:
+    """frames uint8 [..., H, W, 3] -> for each object, bool [..., H, W]: its colour's pixels inside its box,
+    in frame coordinates (where in the frame, or on which tokens, an object is)."""
+    h, w = frames.shape[-3:-1]
+    out = {}
+    for name, look in objects.items():
+        mask = np.zeros(frames.shape[:-1], bool)
+        rows, cols = box(look, h, w)
+        mask[..., rows, cols] = _matches(frames, look)
+        out[name] = mask
+    return out
