@@ -48,14 +48,14 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
     if labelled_episodes:
         n = min(labelled_episodes, train_episodes)
         print(
-            f"== 3/5 latent action model: tiny preset on CPU, few-label mode (~3-4 min): the true actions of "
+            f"== 3/5 latent action model: tiny preset on CPU, few-label mode (~4-5 min): the true actions of "
             f"{n} of {train_episodes} training episodes tie the codes to up / down / stay, because "
             "unsupervised codes do not mean the controls (~0.5 on identifiable steps, docs/lam.md); "
             "LABELS=0 trains it without labels =="
         )
         train("lam", data_dir, max_steps, "--label_fraction", str(n / train_episodes))
     else:
-        print("== 3/5 latent action model: tiny preset on CPU, unsupervised (LABELS=0) (~2-3 min) ==")
+        print("== 3/5 latent action model: tiny preset on CPU, unsupervised (LABELS=0) (~3-4 min) ==")
         train("lam", data_dir, max_steps, "--label_fraction", "0")
     reports = sorted(Path("evaluations/lam").glob(eval_glob("lam")), key=_mtime)
     if reports:
@@ -78,7 +78,7 @@ def demo(data_dir: Path, max_steps: int | None, labelled_episodes: int) -> None:
         )
         print(f"video, confusion matrix and JSON: {reports[-1].parent}/")
     phases.end("LAM")
-    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~8-14 min)")
+    print("== 4/5 dynamics: tiny preset on CPU, on the tokenizer's tokens and the LAM's actions (~12-16 min)")
     tokenizer, lam = latest_run("tokenizer"), latest_run("lam")
     train("dynamics", data_dir, max_steps, "--tokenizer_path", str(tokenizer), "--lam_path", str(lam))
     dynamics = latest_run("dynamics")
