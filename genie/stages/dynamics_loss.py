@@ -79,14 +79,17 @@ def masked_loss(
     micro-batches add up to the single-process loss whatever their mask rates. `weights` [B, T, N] make
     the loss a weighted mean within each clip (accuracy stays the plain share)."""
     targets, clip = tokens[mask], mask.nonzero()[:, 0]
+    per_clip = mask.flatten(1).sum(1).clamp_min(1)
 
-    def clip_mean(x: Tensor, w: Tensor) -> Tensor:
-        per_clip = w.new_zeros(len(mask)).index_add(0, clip, w).clamp_min(1e-12)
-        return (x.new_zeros(len(mask)).index_add(0, clip, x * w) / per_clip).mean()
+    def clip_mean(x: Tensor, total: Tensor = per_clip) -> Tensor:
+        return (x.new_zeros(len(per_clip)).index_add(0, clip, x) / total).mean()
 
-    ones = torch.ones(len(targets), device=logits.device)
-    w = ones if weights is None else weights[mask]
-    loss = clip_mean(F.cross_entropy(logits.float(), targets, reduction="none"), w)
+    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    if weights is None:
+        loss = clip_mean(ce)
+    else:  # a clip without masked tokens adds 0, as in the plain mean
+        w = weights[mask]
+        loss = clip_mean(ce * w, w.new_zeros(len(per_clip)).index_add(0, clip, w).clamp_min(1e-12))
     with torch.no_grad():
-        acc = clip_mean((logits.argmax(-1) == targets).float(), ones)
+        acc = clip_mean((logits.argmax(-1) == targets).float())
     return loss, acc
