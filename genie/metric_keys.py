@@ -28,6 +28,9 @@ ACTION_GAIN = "val/action_gain_db"  # PSNR_CHANGED minus PSNR_CHANGED_SHUFFLED
 ACTION_STD = "val/action_std"  # spread of the action vectors before quantisation: ~0 when collapsed
 ACTION_COS_DIST = "val/action_cos_dist"
 PROBE_ACC_IDENTIFIABLE = "val/probe_acc_identifiable"  # a linear probe of the action vectors
+# each code -> its most common movement, read on half of the validation episodes, scored on the others: the
+# measure for more codes than movements (an overcomplete codebook), where one-to-one leaves codes unmatched
+MANY_TO_ONE_ACC_IDENTIFIABLE = "val/many_to_one_acc_identifiable"
 USAGE = "val/usage_"  # + code: the share of transitions given that latent action
 
 

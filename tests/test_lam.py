@@ -20,6 +20,7 @@ from genie.evaluation.action_metrics import (
     best_mapping_accuracy,
     confusion_matrix,
     linear_probe_accuracy,
+    many_to_one_accuracy,
     normalized_mutual_info,
 )
 from genie.models.lam import LatentActionModel
@@ -151,6 +152,20 @@ def test_linear_probe_reads_what_the_features_hold_on_held_out_groups():
     assert linear_probe_accuracy(np.hstack([informative, noise]), labels, groups, 3) > 0.9
     assert linear_probe_accuracy(noise, labels, groups, 3) < 0.45  # chance ~1/3
     assert np.isnan(linear_probe_accuracy(noise, labels, np.zeros(600), 3))  # one group: nothing held out
+
+
+def test_many_to_one_accuracy_maps_split_codes_and_is_held_out():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 1200)
+    groups = np.repeat(np.arange(4), 300)
+    # 8 codes, each a pure piece of one label (as an overcomplete codebook that splits up by grid phase)
+    split = 3 * rng.integers(0, 2, 1200) + labels
+    assert many_to_one_accuracy(split, labels, groups, 8, 3) == 1.0
+    assert best_mapping_accuracy(confusion_matrix(split, labels, 8, 3))[0] < 0.7  # one-to-one cannot
+    # codes with no link to the labels: many codes cannot fit the scored half, so chance stays chance
+    random_codes = rng.integers(0, 64, 1200)
+    assert many_to_one_accuracy(random_codes, labels, groups, 64, 3) < 0.42
+    assert np.isnan(many_to_one_accuracy(split, labels, np.zeros(1200), 8, 3))  # one group: nothing held out
 
 
 def test_metrics_random_codes_score_near_chance():

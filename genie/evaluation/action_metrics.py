@@ -78,6 +78,30 @@ def agreement(pred: np.ndarray, true: np.ndarray, num_pred: int, num_true: int) 
     }
 
 
+def held_out_split(groups: np.ndarray) -> np.ndarray | None:
+    """bool per item: True for the first half of the groups (episodes, sorted), the fitting half of a held-out
+    measure; None with fewer than two groups."""
+    names = np.unique(groups)
+    return np.isin(groups, names[: len(names) // 2]) if len(names) >= 2 else None
+
+
+def many_to_one_accuracy(
+    pred: np.ndarray, true: np.ndarray, groups: np.ndarray, num_pred: int, num_true: int
+) -> float:
+    """Agreement when several codes may mean one label (an overcomplete codebook mapped onto fewer keys):
+    each code takes its most common label on the first half of the groups (a code unseen there, the most
+    common label overall) and is scored on the rest. Held out, so more codes cannot buy agreement by
+    fitting the scored transitions. NaN with fewer than two groups or nothing to score."""
+    pred, true = np.asarray(pred, dtype=np.int64), np.asarray(true, dtype=np.int64)
+    fit = held_out_split(groups)
+    if fit is None or fit.all() or not fit.any():
+        return float("nan")
+    confusion = confusion_matrix(pred[fit], true[fit], num_pred, num_true)
+    fallback = int(confusion.sum(0).argmax())
+    label = np.where(confusion.sum(1) > 0, confusion.argmax(1), fallback)
+    return float((label[pred[~fit]] == true[~fit]).mean())
+
+
 def linear_probe_accuracy(
     features: np.ndarray, labels: np.ndarray, groups: np.ndarray, num_classes: int, l2: float = 1e-3
 ) -> float:
@@ -85,10 +109,9 @@ def linear_probe_accuracy(
     logistic regression fitted on the transitions of the first half of the groups (episodes, sorted) and
     scored on the rest. It separates "the latent does not hold the action" (low) from "it holds it, but
     the codes split it wrongly" (high probe, low code accuracy). NaN with fewer than two groups."""
-    names = np.unique(groups)
-    if len(names) < 2 or len(labels) == 0:
+    fit = held_out_split(groups)
+    if fit is None or len(labels) == 0:
         return float("nan")
-    fit = np.isin(groups, names[: len(names) // 2])
     x = torch.as_tensor(features, dtype=torch.float64)
     x = (x - x[fit].mean(0)) / x[fit].std(0).clamp_min(1e-8)
     y = torch.as_tensor(labels, dtype=torch.long)

@@ -21,7 +21,7 @@ from genie import metric_keys as mk
 from genie.data.actions import class_ids, class_representatives
 from genie.data.frames import to_float
 from genie.data.store import EpisodeStore
-from genie.evaluation.action_metrics import agreement, linear_probe_accuracy
+from genie.evaluation.action_metrics import agreement, linear_probe_accuracy, many_to_one_accuracy
 from genie.evaluation.metrics import codebook_usage, foreground_mask, psnr
 from genie.models.lam import LatentActionModel
 from genie.training.runtime import LOCAL, Runtime
@@ -109,6 +109,11 @@ def measure_lam(
             probe = linear_probe_accuracy(latent.numpy()[keep], move, episode.numpy()[keep], len(names))
             if np.isfinite(probe):  # it needs two validation episodes
                 metrics[mk.PROBE_ACC_IDENTIFIABLE] = probe
+            many_to_one = many_to_one_accuracy(
+                code.numpy()[keep], move, episode.numpy()[keep], model.num_actions, len(names)
+            )
+            if np.isfinite(many_to_one):
+                metrics[mk.MANY_TO_ONE_ACC_IDENTIFIABLE] = many_to_one
         for part_name, part in details.items():  # "move_identifiable" -> val/move_acc_identifiable, ...
             for measure, field in (("acc", "accuracy"), ("nmi", "nmi"), ("majority", "majority")):
                 metrics[mk.agreement(part_name, measure)] = part[field]
