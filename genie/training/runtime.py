@@ -313,7 +313,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory so far: CUDA allocator peak on GPU; on CPU the process peak RSS and the current
     anonymous RSS (heap and tensors; excludes the memory-mapped dataset's file pages, which grow as
-    clips are read and are reclaimable, so this is the number that shows a leak)."""
+    clips are read and are reclaimable, so this is the number that shows a leak) and those file pages."""
     if device.type == "cuda":
         return {"mem/peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     out = {"mem/peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -322,4 +322,6 @@ def memory_mb(device: torch.device) -> dict[str, float]:
         for line in status.read_text().splitlines():
             if line.startswith("RssAnon:"):
                 out["mem/anon_mb"] = int(line.split()[1]) / 1024
+            elif line.startswith("RssFile:"):
+                out["mem/file_mb"] = int(line.split()[1]) / 1024
     return out
