@@ -6,7 +6,7 @@ DATA    ?= data
 LABELS  ?= 1
 STAMP   := .venv/.installed
 
-.PHONY: demo test lint install clean bench gpu-bundle
+.PHONY: demo test lint install clean bench bench-memory gpu-bundle
 
 $(STAMP): pyproject.toml requirements.txt
 	python3 -m venv .venv
@@ -23,6 +23,10 @@ demo: $(STAMP)
 # MFU of every tiny stage against this machine's measured matmul peak (~3 min on 2 cores)
 bench: $(STAMP)
 	$(PY) benchmarks/mfu.py --data_dir $(DATA) --out benchmarks/results/mfu-$$(hostname)-$$(date +%Y%m%d).json
+
+# Memory of each tiny stage at step 200 vs 2,000 of a real run (~35 min on 2 cores; `--steps` for less)
+bench-memory: $(STAMP)
+	$(PY) benchmarks/memory_flat.py --data_dir $(DATA) --out benchmarks/results/memory-$$(hostname)-$$(date +%Y%m%d).json
 
 # What benchmarks/gpu.sh needs on the GPU machine, which has Python 3.12 and torch but no network: the
 # wheels of the project's dependencies it lacks (not PyAV, 36 MB, for videos only; not the play server's)
