@@ -39,6 +39,14 @@ def test_written_dataset_opens_as_memmaps(tmp_path: Path) -> None:
     assert store.root.stat().st_mode & 0o777 == 0o777 & ~umask  # readable like any folder, not owner-only
 
 
+def test_first_long_episode_skips_short_ones(tmp_path: Path) -> None:
+    store = EpisodeStore.open(write_tiny(tmp_path, episodes=(2, 7, 4, 6, 3), val_fraction=0.99))
+    val = store.split_episodes("val")
+    spans = [tuple(int(v) for v in store.episodes[e]) for e in val]
+    assert store.first_long_episode("val", 5) == next(s for s in spans if s[1] - s[0] >= 5)
+    assert store.first_long_episode("val", 8) is None
+
+
 def test_interrupted_write_leaves_no_dataset(tmp_path: Path) -> None:
     with (
         pytest.raises(RuntimeError),

@@ -91,6 +91,15 @@ class EpisodeStore:
             )
         return list(self.manifest["split"][split])
 
+    def first_long_episode(self, split: str, length: int) -> tuple[int, int] | None:
+        """(start, end) frame indices of the split's first episode of at least `length` frames, or None: where
+        the evaluations take their consecutive frames."""
+        for ep in self.split_episodes(split):
+            start, end = (int(v) for v in self.episodes[ep])
+            if end - start >= length:
+                return start, end
+        return None
+
     @classmethod
     def open(cls, root: Path) -> EpisodeStore:
         root = Path(root)

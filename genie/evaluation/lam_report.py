@@ -131,12 +131,10 @@ def lam_video(
     """true next frame | prediction over consecutive validation clips, captioned with the actions."""
     T = clip_length
     length = VIDEO_CLIPS * (T - 1) + 1
-    for ep in store.split_episodes("val"):
-        start, end = (int(v) for v in store.episodes[ep])
-        if end - start >= T:
-            break
-    else:
+    span = store.first_long_episode("val", T)
+    if span is None:
         return None
+    start, end = span
     length = min(length, end - start)
     clips = (length - 1) // (T - 1)
     starts = [start + i * (T - 1) for i in range(clips)]  # clips overlap by one frame: no transition lost

@@ -100,9 +100,8 @@ def _comparison(model: VideoTokenizer, clips: Tensor, device: torch.device) -> n
 
 def _consecutive_frames(store: EpisodeStore, length: int) -> Tensor | None:
     """uint8 [length, 3, H, W] from the first validation episode long enough, else None."""
-    for ep in store.split_episodes("val"):
-        start, end = (int(v) for v in store.episodes[ep])
-        if end - start >= length:
-            frames = np.array(store.frames[start : start + length])  # a writable copy
-            return torch.from_numpy(frames).permute(0, 3, 1, 2)
-    return None
+    span = store.first_long_episode("val", length)
+    if span is None:
+        return None
+    frames = np.array(store.frames[span[0] : span[0] + length])  # a writable copy
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
