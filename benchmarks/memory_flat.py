@@ -67,15 +67,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", type=Path, default=ROOT / "data")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/memory_flat.json")
     a = p.parse_args()
     if a.steps <= EARLY:
         raise SystemExit(f"--steps {a.steps}: expected more than {EARLY}, the step memory is compared with")
+    if "dynamics" in a.stages and not {"tokenizer", "lam"} <= set(a.stages):
+        raise SystemExit("--stages: the dynamics stage trains on this run's tokenizer and LAM; list them too")
 
     result: dict[str, object] = {**machine("memory_flat", "cpu"), "steps": a.steps}
     runs: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for stage in STAGES:
+        for stage in (s for s in STAGES if s in a.stages):
             start = time.perf_counter()
             runs[stage] = train(stage, a.steps, a.data_dir, Path(tmp), runs)
             rows = [r for r in read_metrics(runs[stage]) if "train/loss" in r and "mem/anon_mb" in r]
