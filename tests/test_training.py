@@ -17,6 +17,7 @@ from genie.errors import GenieError
 from genie.stages.tokenizer import TokenizerStage
 from genie.training import checkpoint as ckpt_mod
 from genie.training import loop as loop_mod
+from genie.training import runtime as runtime_mod
 from genie.training.checkpoint import list_checkpoints, load_checkpoint
 from genie.training.curves import panels
 from genie.training.loop import Trainer, lr_at
@@ -408,3 +409,23 @@ def test_validation_curves_draw_one_metric_family_per_panel():
         "NMI with true actions": ["val/move_nmi"],
         "code usage (share)": ["val/usage_0"],
     }
+
+
+@pytest.mark.skipif(runtime_mod._LIBC is None, reason="glibc's malloc_trim only")
+def test_release_free_memory_returns_a_fragmented_heap_to_the_os():
+    """What a validation leaves behind: many small freed blocks under one still in use, which glibc keeps."""
+    import ctypes
+
+    libc = runtime_mod._LIBC
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(4096) for _ in range(40_000)]  # ~160 MB on the heap, below the mmap threshold
+    for b in blocks:
+        ctypes.memset(b, 1, 4096)  # touched: resident
+    for b in blocks[:-1]:
+        libc.free(b)  # the last block pins the heap's top, so nothing shrinks by itself
+    held = runtime_mod.memory_mb(torch.device("cpu"))["mem/anon_mb"]
+    runtime_mod.release_free_memory()
+    after = runtime_mod.memory_mb(torch.device("cpu"))["mem/anon_mb"]
+    libc.free(blocks[-1])
+    assert held - after > 100  # MB handed back

@@ -42,7 +42,7 @@ from genie.training.checkpoint import (
 )
 from genie.training.curves import plot_run
 from genie.training.metrics_log import MetricsLog
-from genie.training.runtime import Runtime, memory_mb, unwrap
+from genie.training.runtime import Runtime, memory_mb, release_free_memory, unwrap
 from genie.training.sampler import SeededItems, StepBatchSampler, micro_batch_size, validation_clips
 from genie.training.stage import Batch, Stage
 
@@ -264,6 +264,7 @@ class Trainer:
             batches = (_to_device(b, self.rt.device) for b in self.val_loader)
             val = self.stage.evaluate(unwrap(self.model), batches, self.rt)
         self.model.train()
+        release_free_memory()  # else the validation's freed heap stays with the process
         return val
 
     def train_step(self, data: Iterator[Batch]) -> tuple[dict[str, Tensor], Tensor]:
