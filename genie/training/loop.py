@@ -264,7 +264,6 @@ class Trainer:
             batches = (_to_device(b, self.rt.device) for b in self.val_loader)
             val = self.stage.evaluate(unwrap(self.model), batches, self.rt)
         self.model.train()
-        release_free_memory()  # else the validation's freed heap stays with the process
         return val
 
     def train_step(self, data: Iterator[Batch]) -> tuple[dict[str, Tensor], Tensor]:
@@ -348,7 +347,8 @@ class Trainer:
                 bar.update(1)
 
                 new_best = False
-                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                evaluated = self.step % cfg.eval_every == 0 or self.step == cfg.max_steps
+                if evaluated:
                     t_val = time.perf_counter()
                     val = self.validate()
                     self.val_step = self.step
@@ -363,12 +363,15 @@ class Trainer:
                                 if not k.startswith("val/usage") and not k.endswith("_se")
                             )
                         )
-                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or new_best:
+                saved = self.step % cfg.save_every == 0 or self.step == cfg.max_steps or new_best
+                if saved:
                     last_ckpt = self.save(val)
                     if new_best and rt.is_main:
                         write_text_atomic(self.run_dir / BEST, _json(self.best))
                     if rt.is_main and log.has_rows:  # none yet when save_every < log_every
                         plot_run(self.run_dir)
+                if evaluated or saved:  # else the validation's, the save's and the plot's freed heap stays
+                    release_free_memory()
                 if rt.any(self.stop_signal is not None):
                     self._stop(last_ckpt, val)
         finally:

@@ -331,7 +331,8 @@ def release_free_memory() -> None:
     A validation allocates its batches and activations and frees them, but glibc keeps the freed pages, and
     fragmentation makes the next one take more: measured on the tiny tokenizer, anonymous memory rose 244 ->
     292 -> 299 -> 334 MB over three validations, and went back to 244 MB after each with a trim
-    (benchmarks/memory_flat.py). Called after each validation; it takes milliseconds."""
+    (benchmarks/memory_flat.py). The loop calls it after each validation and checkpoint save; it takes
+    milliseconds."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
