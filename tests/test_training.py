@@ -415,8 +415,9 @@ def test_validation_curves_draw_one_metric_family_per_panel():
 def test_release_free_memory_returns_a_fragmented_heap_to_the_os():
     """What a validation leaves behind: many small freed blocks under one still in use, which glibc keeps."""
     import ctypes
+    import ctypes.util
 
-    libc = runtime_mod._LIBC
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))  # its own handle: the signatures set here stay here
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     blocks = [libc.malloc(4096) for _ in range(40_000)]  # ~160 MB on the heap, below the mmap threshold

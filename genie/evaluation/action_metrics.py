@@ -91,10 +91,10 @@ def many_to_one_accuracy(
     """Agreement when several codes may mean one label (an overcomplete codebook mapped onto fewer keys):
     each code takes its most common label on the first half of the groups (a code unseen there, the most
     common label overall) and is scored on the rest. Held out, so more codes cannot buy agreement by
-    fitting the scored transitions. NaN with fewer than two groups or nothing to score."""
+    fitting the scored transitions. NaN with fewer than two groups (then nothing is held out)."""
     pred, true = np.asarray(pred, dtype=np.int64), np.asarray(true, dtype=np.int64)
-    fit = held_out_split(groups)
-    if fit is None or fit.all() or not fit.any():
+    fit = held_out_split(groups)  # with two groups or more, both halves hold at least one
+    if fit is None:
         return float("nan")
     confusion = confusion_matrix(pred[fit], true[fit], num_pred, num_true)
     fallback = int(confusion.sum(0).argmax())

@@ -329,10 +329,10 @@ def release_free_memory() -> None:
     """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
 
     A validation allocates its batches and activations and frees them, but glibc keeps the freed pages, and
-    fragmentation makes the next one take more: measured on the tiny tokenizer, anonymous memory rose 244 ->
-    292 -> 299 -> 334 MB over three validations, and went back to 244 MB after each with a trim
-    (benchmarks/memory_flat.py). The loop calls it after each validation and checkpoint save; it takes
-    milliseconds."""
+    fragmentation makes the next one take more: three validations in a row of the tiny tokenizer in one
+    process took its anonymous memory 244 -> 292 -> 299 -> 334 MB, and a trim after each brought it back to
+    244 MB (benchmarks/README.md, "Memory over a long run"; in a whole training run the effect is within one
+    run's noise). The loop calls it after each validation and checkpoint save; it takes milliseconds."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
