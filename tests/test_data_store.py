@@ -47,6 +47,21 @@ def test_first_long_episode_skips_short_ones(tmp_path: Path) -> None:
     assert store.first_long_episode("val", 8) is None
 
 
+def test_read_frames_equals_the_memmap_without_touching_it(tmp_path: Path) -> None:
+    """Training reads clips with read_frames (a file read: the pages stay out of the process's RSS)."""
+    root = write_tiny(tmp_path)
+    store = EpisodeStore.open(root)
+    frames = np.random.default_rng(0).integers(0, 256, store.frames.shape, dtype=np.uint8)
+    np.lib.format.open_memmap(root / "frames.npy", mode="r+")[:] = frames  # distinct bytes in every frame
+    for start, stop in ((0, 16), (3, 9), (15, 16), (7, 7)):
+        read = store.read_frames(start, stop)
+        assert read.shape == (stop - start, 6, 8, 3) and read.flags.writeable
+        np.testing.assert_array_equal(read, frames[start:stop])
+    for start, stop in ((-1, 2), (10, 17), (5, 4)):
+        with pytest.raises(IndexError, match="outside the dataset's 16"):
+            store.read_frames(start, stop)
+
+
 def test_interrupted_write_leaves_no_dataset(tmp_path: Path) -> None:
     with (
         pytest.raises(RuntimeError),

@@ -84,7 +84,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = int(self.starts[index])
         store, t = self.store, self.clip_len
-        frames = np.array(store.frames[s : s + t].transpose(0, 3, 1, 2), order="C")  # (T, 3, H, W), one copy
+        frames = np.ascontiguousarray(store.read_frames(s, s + t).transpose(0, 3, 1, 2))  # (T, 3, H, W)
         item = {"frames": torch.from_numpy(frames), "episode": torch.tensor(int(self.episode_ids[index]))}
         if store.actions is not None:
             item["actions"] = torch.from_numpy(np.array(store.actions[s : s + t - 1]))
