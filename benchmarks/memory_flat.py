@@ -3,10 +3,9 @@ read from the run's own log at step 200 and at the last step.
 
 The user's old pipeline ran out of memory before 5k tokenizer steps, so the point is a number that would show
 a leak. Three numbers per logged step (`genie.training.runtime.memory_mb`): the process's peak RSS (VmHWM),
-its anonymous RSS now (heap and tensors: the one a leak grows) and its file-backed RSS now (the
-memory-mapped dataset's pages, which grow as more clips are read until every frame has been touched, and
-which the kernel can drop at any time). A peak RSS that grows while anonymous memory stays flat is the
-dataset being read, not a leak. The stages run one after the other as `make demo` runs them (the LAM in the
+its anonymous RSS now (heap and tensors: the one a leak grows) and its file-backed RSS now (shared
+libraries, and any memory-mapped dataset pages the evaluations touch: training reads clips from the file,
+so they stay out of RSS). The stages run one after the other as `make demo` runs them (the LAM in the
 few-label mode, the dynamics model on its codes), each with its preset's periodic validation, without the
 final evaluation.
 
@@ -59,7 +58,7 @@ def describe(stage: str, early: dict, late: dict, growth: dict) -> str:
     parts = [f"{stage:9s} step {early['step']:>5} -> {late['step']:>5}:"]
     for key, name in (("anon_mb", "anonymous"), ("anon_peak_mb", "its peak"), ("peak_mb", "peak RSS")):
         parts.append(f"{name} {early[key]:.0f} -> {late[key]:.0f} MB ({growth[key]:+.1f}%),")
-    parts.append(f"dataset pages {early['file_mb']:.0f} -> {late['file_mb']:.0f} MB")
+    parts.append(f"file pages {early['file_mb']:.0f} -> {late['file_mb']:.0f} MB")
     return " ".join(parts)
 
 

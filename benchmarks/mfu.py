@@ -9,6 +9,7 @@ says how far a stage is from what these cores or this GPU can do, not from a dat
 
     .venv/bin/python benchmarks/mfu.py                      # tiny presets, ~3 min on 2 CPU cores
     .venv/bin/python benchmarks/mfu.py --device cuda --user --batch 8 64
+    .venv/bin/python benchmarks/mfu.py --compile inductor   # each stage also compiled, beside eager
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per stage")
     p.add_argument("--user", action="store_true", help="the user's configs instead of the tiny presets")
     p.add_argument("--batch", type=int, nargs="*", default=[None], help="batch sizes (default: the config's)")
+    p.add_argument("--compile", help="also measure each stage torch.compile'd with this backend (inductor)")
     p.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/mfu.json", help="JSON; a .md beside it"
     )
@@ -154,15 +156,18 @@ def main() -> None:
     upstream = one_step_runs({s: configs[s] for s in ("tokenizer", "lam")}, a.device, a.data_dir)
     for stage, path in configs.items():
         for batch in a.batch:
-            r = measure(stage, path, a.device, a.data_dir, upstream, batch, a.steps)
-            r["mfu"] = round(r["achieved_gflop_per_s"] / peak, 3)
-            result[f"{stage}_b{r['batch_size']}"] = r
-            print(
-                f"{stage:10s} B={r['batch_size']:<4d} {r['steps_per_s']:7.2f} steps/s "
-                f"{r['frames_per_s']:8.1f} frames/s  {r['gflop_per_step']:8.2f} GFLOP/step  "
-                f"{r['achieved_gflop_per_s']:8.1f} GFLOP/s  "
-                f"MFU {r['mfu']:.1%} of {peak:.0f}"
-            )
+            for backend in [None] + ([a.compile] if a.compile else []):
+                r = measure(
+                    stage, path, a.device, a.data_dir, upstream, batch, a.steps, compile_backend=backend
+                )
+                r["mfu"] = round(r["achieved_gflop_per_s"] / peak, 3)
+                result[f"{stage}_b{r['batch_size']}" + (f"_{backend}" if backend else "")] = r
+                print(
+                    f"{stage:10s} B={r['batch_size']:<4d} {r['compile']:9s} {r['steps_per_s']:7.2f} steps/s "
+                    f"{r['frames_per_s']:8.1f} frames/s  {r['gflop_per_step']:8.2f} GFLOP/step  "
+                    f"{r['achieved_gflop_per_s']:8.1f} GFLOP/s  MFU {r['mfu']:.1%} of {peak:.0f}"
+                    + (f"  (compile {r['compile_s']} s)" if "compile_s" in r else "")
+                )
     save(result, a.out, width=28, digits=1)
     table = a.out.with_suffix(".md")
     table.write_text(markdown(result, peak))
@@ -176,14 +181,14 @@ def markdown(result: dict, peak: float) -> str:
         f"{head}; matmul peak fp32 {result['peak_fp32_gflop_per_s']:.0f}, bf16 "
         f"{result['peak_bf16_gflop_per_s']:.0f} GFLOP/s",
         "",
-        "| stage | config | batch | autocast | steps/s | frames/s | GFLOP/step | GFLOP/s | MFU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stage | config | batch | autocast | compile | steps/s | frames/s | GFLOP/step | GFLOP/s | MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in result.items():
         if isinstance(r, dict) and "mfu" in r:
             lines.append(
                 f"| {key.rsplit('_b', 1)[0]} | {r['config']} | {r['batch_size']} | {r['autocast']} | "
-                f"{r['steps_per_s']} | {r['frames_per_s']} | {r['gflop_per_step']} | "
+                f"{r['compile']} | {r['steps_per_s']} | {r['frames_per_s']} | {r['gflop_per_step']} | "
                 f"{r['achieved_gflop_per_s']} | {r['mfu']:.0%} of {peak:.0f} |"
             )
     return "\n".join(lines) + "\n"
