@@ -300,9 +300,8 @@ class DynamicsTrainingConfig(TrainingConfig):
     # (unmasked) tokens by random ones, so the model learns to predict through errors in its context;
     # the tokens it is scored on (the masked ones) keep their true labels.
     context_noise: float = 0.0
-    # What replaces them: uniform random tokens (random), the token at the same place in another frame
-    # of the clip (other_frame): ghosts where an object was, holes where it is, as in play; or the model's
-    # own sample of the token from a pass without gradients (model: ~1/3 more time a step).
+    # What replaces them: uniform random tokens (random), or the token at the same place in another frame
+    # of the clip (other_frame): ghosts where an object was, holes where it is, as in play.
     context_noise_kind: str = "random"
     # Share of clips whose frames before a random cut stay unmasked (the rest as above): play predicts each
     # new frame from a clean past, which masking every frame at one rate shows only for frame 1.
@@ -324,9 +323,9 @@ class DynamicsTrainingConfig(TrainingConfig):
         for name in ("action_dropout", "context_noise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a number in [0, 1)")
-        if self.context_noise_kind not in ("random", "other_frame", "model"):
+        if self.context_noise_kind not in ("random", "other_frame"):
             kind = self.context_noise_kind
-            raise ValueError(f"context_noise_kind {kind!r}: expected random, other_frame or model")
+            raise ValueError(f"context_noise_kind {kind!r}: expected random or other_frame")
         if not 0.0 <= self.clean_prefix <= 1.0:
             raise ValueError(f"clean_prefix {self.clean_prefix}: expected a number in [0, 1]")
         if self.motion_weight < 1.0:

@@ -109,4 +109,4 @@ def test_user_size_tokenizer_runs_forward_backward():
 def test_an_unknown_context_noise_kind_is_named():
     with pytest.raises(GenieError) as info:
         config_from_dict(DynamicsConfig, {"training": {"context_noise_kind": "blur"}}, "cfg.yaml")
-    assert "context_noise_kind 'blur': expected random, other_frame or model" in str(info.value)
+    assert "context_noise_kind 'blur': expected random or other_frame" in str(info.value)

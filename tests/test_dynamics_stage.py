@@ -8,17 +8,10 @@ import yaml
 from tiny_runs import DYNAMICS, LAM, train_args, write
 
 from genie.cli import main
-from genie.config import TransformerConfig
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.inference import TrainedWorld, load_model
-from genie.models.dynamics import DynamicsModel, sample_mask
-from genie.stages.dynamics_loss import (
-    corrupt_context,
-    drop_actions,
-    masked_loss,
-    model_samples,
-    motion_weights,
-)
+from genie.models.dynamics import sample_mask
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
@@ -216,33 +209,6 @@ def test_other_frame_context_makes_ghosts_and_holes_only_where_things_move():
     holes = (noisy == court) & (tokens == ball)
     assert ghosts.any() and holes.any() and (ghosts | holes).sum() == changed.sum()
     assert torch.equal(corrupt_context(tokens, mask, 0.9, 32, seeds, "other_frame"), noisy)
-
-
-def test_model_samples_replace_only_what_a_fresh_mask_hides_and_follow_the_clip_seeds():
-    """The model's own samples, as play would feed them back: a fresh mask's tokens are drawn from its
-    logits (a tiny real model whose head says "token 5"), frame 0 and the rest stay true, same seeds same
-    draws; corrupt_context then replaces visible tokens by them only where they differ."""
-    torch.manual_seed(0)
-    model = DynamicsModel(
-        TransformerConfig(num_layers=1, d_model=32, num_heads=2), vocab_size=16, num_actions=3, num_patches=6
-    )
-    with torch.no_grad():
-        model.head.weight.zero_()
-        model.head.bias.fill_(-30.0)
-        model.head.bias[5] = 30.0
-    tokens = torch.randint(0, 5, (8, 4, 6))  # never 5
-    actions, seeds = torch.randint(0, 3, (8, 3)), torch.arange(8)
-    sampled = model_samples(model, tokens, actions, 16, 0.5, 1.0, seeds)
-    drawn = sampled != tokens
-    assert torch.equal(drawn, sampled == 5) and drawn.any() and not drawn[:, 0].any()
-    assert 0.4 < drawn[:, 1:].float().mean() < 0.9  # rates ~ U(0.5, 1)
-    assert torch.equal(model_samples(model, tokens, actions, 16, 0.5, 1.0, seeds), sampled)
-    assert not torch.equal(model_samples(model, tokens, actions, 16, 0.5, 1.0, seeds + 8), sampled)
-    mask = sample_mask(tokens.shape, 0.5, 1.0, seeds)
-    noisy = corrupt_context(tokens, mask, 0.9, 16, seeds, "model", sampled)
-    assert not (noisy != tokens)[mask].any() and ((noisy != tokens) <= drawn).all() and (noisy == 5).any()
-    with pytest.raises(ValueError, match="kind 'model'"):
-        corrupt_context(tokens, mask, 0.9, 16, seeds, "other_frame", sampled)
 
 
 def test_guidance_needs_a_model_trained_with_action_dropout(pong_dataset, tmp_path, upstream, capsys):

@@ -30,13 +30,7 @@ from genie.inference import TrainedWorld, build_dynamics, load_upstream, samplin
 from genie.models.dynamics import DynamicsModel, sample_mask
 from genie.outputs import eval_files, eval_stem
 from genie.stages.common import REPORT_CLIPS, dataset_record, keep_per_run, report_batch_size
-from genie.stages.dynamics_loss import (
-    corrupt_context,
-    drop_actions,
-    masked_loss,
-    model_samples,
-    motion_weights,
-)
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
@@ -73,11 +67,7 @@ class DynamicsStage:
             actions = self.actions_of(batch)
         seeds, vocab = batch["noise_seed"], self.config.model.token_embedding.vocab_size
         mask = sample_mask(tokens.shape, t.min_mask_prob, t.max_mask_prob, seeds, t.clean_prefix)
-        sampled = None
-        if t.context_noise and t.context_noise_kind == "model":
-            sampled = model_samples(model, tokens, actions, vocab, t.min_mask_prob, t.max_mask_prob, seeds)
-        kind = t.context_noise_kind
-        inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds, kind, sampled)
+        inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds, t.context_noise_kind)
         inputs = inputs.masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
         logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds), where=mask)  # (m, v)

@@ -3,15 +3,12 @@ sees, each drawn from the clip's own noise seed so that a clip's draws do not de
 split over ranks or micro-batches.
 
 - `drop_actions`: classifier-free guidance's unconditional branch (transitions given "no action").
-- `corrupt_context`: visible tokens replaced, so the model learns to read the errors play makes;
-  `model_samples` draws the replacements from the model itself (`context_noise_kind: model`).
+- `corrupt_context`: visible tokens replaced, so the model learns to read the errors play makes.
 - `motion_weights`: extra loss weight near what moves (the paddles and the ball, a few tokens a frame).
 - `masked_loss`: cross-entropy and accuracy on the masked tokens, a mean of per-clip means.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,24 +33,15 @@ def drop_actions(actions: Tensor, share: float, null: int, seeds: Tensor) -> Ten
 
 
 def corrupt_context(
-    inputs: Tensor,
-    mask: Tensor,
-    share: float,
-    vocab: int,
-    seeds: Tensor,
-    kind: str = "random",
-    sampled: Tensor | None = None,
+    inputs: Tensor, mask: Tensor, share: float, vocab: int, seeds: Tensor, kind: str = "random"
 ) -> Tensor:
     """inputs [B, T, N] with up to `share` of each clip's visible tokens (where `mask` is False) replaced,
-    the clip's rate ~ U(0, share): by uniform random tokens (`random`), by the token at the same place
+    the clip's rate ~ U(0, share): by uniform random tokens (`random`), or by the token at the same place
     in another frame of the clip (`other_frame`): where an object moved, that leaves a ghost where it
-    was and a hole where it is, the errors play makes; elsewhere it changes nothing; or by the model's
-    own sample of that token (`model`: `sampled` [B, T, N], from `model_samples`). Masked tokens, the
+    was and a hole where it is, the errors play makes; elsewhere it changes nothing. Masked tokens, the
     ones scored, are untouched."""
     if share == 0:
         return inputs
-    if (kind == "model") != (sampled is not None):
-        raise ValueError("corrupt_context: the model's samples come with kind 'model', and only with it")
     B, T, N = inputs.shape
     out = inputs.clone()
     for b, seed in enumerate(seeds.tolist()):
@@ -62,43 +50,11 @@ def corrupt_context(
         hit &= ~mask[b]
         if kind == "random":
             source = torch.from_numpy(rng.integers(0, vocab, (T, N))).to(inputs.device)
-        elif sampled is not None:
-            source = sampled[b]
         else:  # frame t reads frame (t + k) mod T, k uniform in 1..T-1: any other frame
             shift = torch.from_numpy(rng.integers(1, T, (T, N))).to(inputs.device)
             frame = (torch.arange(T, device=inputs.device)[:, None] + shift) % T
             source = inputs[b].gather(0, frame)
         out[b] = torch.where(hit, source, out[b])
-    return out
-
-
-@torch.no_grad()
-def model_samples(
-    model: Callable[..., Tensor],
-    tokens: Tensor,
-    actions: Tensor,
-    vocab: int,
-    low: float,
-    high: float,
-    seeds: Tensor,
-) -> Tensor:
-    """tokens [B, T, N] (ids below `vocab`, the mask id) with a fresh MaskGIT mask (rate ~ U(low, high),
-    frame 0 kept; the clip's own stream) filled by the model's samples at temperature 1, the rest left true:
-    the errors the model itself makes where it must guess (mostly where objects move), which is what play
-    feeds back to it. One pass without gradients, about a third of a training step."""
-    B, T, N = tokens.shape
-    rngs = [_clip_rng(seed, 3) for seed in seeds.tolist()]
-    masks = []
-    for rng in rngs:
-        m = rng.random((T, N)) < rng.uniform(low, high)
-        m[0] = False
-        masks.append(m)
-    mask = torch.from_numpy(np.stack(masks)).to(tokens.device)
-    logits = model(tokens.masked_fill(mask, vocab), actions, where=mask).float()  # (m, v), clip by clip
-    u = np.concatenate([rng.random((int(m.sum()), vocab)) for rng, m in zip(rngs, masks, strict=True)])
-    gumbel = -torch.from_numpy(u).to(logits).clamp_min_(1e-20).log_().neg_().log_()
-    out = tokens.clone()
-    out[mask] = (logits + gumbel).argmax(-1)
     return out
 
 
