@@ -33,6 +33,7 @@ USER = {
     "dynamics": ROOT / "configs/dynamics_config_3actions.yaml",
 }
 
+LOADER_BATCHES = 20  # batches timed from the stage's own loader, before the steps
 aten = torch.ops.aten
 if not hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):  # pragma: no cover
     raise SystemExit("this torch has no CPU flash attention op to count")
@@ -92,6 +93,11 @@ def measure(
     extra = {**upstream, "actions": "lam"} if stage == "dynamics" else None
     trainer = build_trainer(stage, config, data_dir, device, extra)
     data = iter(trainer.train_loader)
+    next(data)  # workers (if any) started: not timed
+    start = time.perf_counter()
+    for _ in range(LOADER_BATCHES):
+        next(data)
+    loader_clips_per_s = LOADER_BATCHES * config.data.batch_size / (time.perf_counter() - start)
     sync = torch.cuda.synchronize if trainer.rt.device.type == "cuda" else lambda: None
     training_step(trainer, data)  # warm-up (allocator, kernels)
     with flop_counter.FlopCounterMode(display=False) as counter:
@@ -124,6 +130,10 @@ def measure(
         "steps_timed": done,
         "steps_per_s": round(1 / seconds, 3),
         "frames_per_s": round(frames / seconds, 1),
+        # clips/s the loader delivers alone, against the clips/s the step consumes: the loader is not
+        # the limit while the first is well above the second
+        "loader_clips_per_s": round(loader_clips_per_s, 1),
+        "consumed_clips_per_s": round(config.data.batch_size / seconds, 1),
         "gflop_per_step": round(flops / 1e9, 2),
         "achieved_gflop_per_s": round(flops / seconds / 1e9, 1),
     }
@@ -166,6 +176,7 @@ def main() -> None:
                     f"{stage:10s} B={r['batch_size']:<4d} {r['compile']:9s} {r['steps_per_s']:7.2f} steps/s "
                     f"{r['frames_per_s']:8.1f} frames/s  {r['gflop_per_step']:8.2f} GFLOP/step  "
                     f"{r['achieved_gflop_per_s']:8.1f} GFLOP/s  MFU {r['mfu']:.1%} of {peak:.0f}"
+                    + f"  loader {r['loader_clips_per_s']:.0f} clips/s (uses {r['consumed_clips_per_s']:.0f})"
                     + (f"  (compile {r['compile_s']} s)" if "compile_s" in r else "")
                 )
     save(result, a.out, width=28, digits=1)
@@ -181,15 +192,17 @@ def markdown(result: dict, peak: float) -> str:
         f"{head}; matmul peak fp32 {result['peak_fp32_gflop_per_s']:.0f}, bf16 "
         f"{result['peak_bf16_gflop_per_s']:.0f} GFLOP/s",
         "",
-        "| stage | config | batch | autocast | compile | steps/s | frames/s | GFLOP/step | GFLOP/s | MFU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| stage | config | batch | autocast | compile | steps/s | frames/s | GFLOP/step | GFLOP/s | MFU | "
+        "loader clips/s (step uses) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in result.items():
         if isinstance(r, dict) and "mfu" in r:
             lines.append(
                 f"| {key.rsplit('_b', 1)[0]} | {r['config']} | {r['batch_size']} | {r['autocast']} | "
                 f"{r['compile']} | {r['steps_per_s']} | {r['frames_per_s']} | {r['gflop_per_step']} | "
-                f"{r['achieved_gflop_per_s']} | {r['mfu']:.0%} of {peak:.0f} |"
+                f"{r['achieved_gflop_per_s']} | {r['mfu']:.0%} of {peak:.0f} | "
+                f"{r['loader_clips_per_s']:.0f} ({r['consumed_clips_per_s']:.0f}) |"
             )
     return "\n".join(lines) + "\n"
 
