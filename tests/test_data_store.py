@@ -60,6 +60,10 @@ def test_read_frames_equals_the_memmap_without_touching_it(tmp_path: Path) -> No
     for start, stop in ((-1, 2), (10, 17), (5, 4)):
         with pytest.raises(IndexError, match="outside the dataset's 16"):
             store.read_frames(start, stop)
+    with open(root / "frames.npy", "r+b") as f:  # cut short under an open store: one clear error, not a crash
+        f.truncate(f.seek(0, os.SEEK_END) - 6 * 8 * 3)
+    with pytest.raises(GenieError, match="ends before frame 16: the dataset changed on disk"):
+        store.read_frames(10, 16)
 
 
 def test_interrupted_write_leaves_no_dataset(tmp_path: Path) -> None:

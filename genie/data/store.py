@@ -96,6 +96,8 @@ class EpisodeStore:
             data = np.fromfile(
                 f, np.uint8, (stop - start) * frame_bytes, offset=self.frames.offset + start * frame_bytes
             )
+        if data.size != (stop - start) * frame_bytes:  # the file was cut short after it was opened
+            raise GenieError(f"{self.frames.filename} ends before frame {stop}: the dataset changed on disk")
         return data.reshape(stop - start, self.height, self.width, 3)
 
     def split_episodes(self, split: str) -> list[int]:
