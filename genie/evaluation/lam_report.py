@@ -138,7 +138,7 @@ def lam_video(
     length = min(length, end - start)
     clips = (length - 1) // (T - 1)
     starts = [start + i * (T - 1) for i in range(clips)]  # clips overlap by one frame: no transition lost
-    frames = torch.stack([torch.from_numpy(np.array(store.frames[s : s + T])) for s in starts])
+    frames = torch.stack([torch.from_numpy(store.read_frames(s, s + T)) for s in starts])
     x = to_float(frames.permute(0, 1, 4, 2, 3).to(device))  # (clips, T, 3, H, W)
     out = model(x)
     true_next = x[:, 1:].flatten(0, 1)

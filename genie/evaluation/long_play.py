@@ -116,7 +116,7 @@ def long_play(
         if first <= horizon:
             metrics.update(count_shares({k: v[:, first - 1 : last] for k, v in counts.items()}, last))
     real = np.concatenate(
-        [np.asarray(store.frames[int(s) : int(e)]) for s, e in store.episodes[store.split_episodes("val")]]
+        [store.read_frames(int(s), int(e)) for s, e in store.episodes[store.split_episodes("val")]]
     )
     metrics.update(count_shares(objects_counted(real, objects), REAL))
     return metrics

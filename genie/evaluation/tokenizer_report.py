@@ -103,5 +103,5 @@ def _consecutive_frames(store: EpisodeStore, length: int) -> Tensor | None:
     span = store.first_long_episode("val", length)
     if span is None:
         return None
-    frames = np.array(store.frames[span[0] : span[0] + length])  # a writable copy
+    frames = store.read_frames(span[0], span[0] + length)  # a writable copy
     return torch.from_numpy(frames).permute(0, 3, 1, 2)

@@ -143,7 +143,7 @@ def long_rollouts(world: TrainedWorld) -> tuple[np.ndarray | None, dict[str, flo
     if not starts:
         return None, {}
     picks = evenly_spaced(len(starts), LONG_ROLLOUTS)
-    real = np.stack([np.asarray(store.frames[starts[i] : starts[i] + length]) for i in picks])
+    real = np.stack([store.read_frames(starts[i], starts[i] + length) for i in picks])
     batch: Batch = {"frames": torch.from_numpy(real).permute(0, 1, 4, 2, 3).to(device)}
     if store.actions is not None:
         batch["actions"] = torch.from_numpy(

@@ -339,8 +339,8 @@ def release_free_memory() -> None:
 
 def memory_mb(device: torch.device) -> dict[str, float]:
     """Peak memory so far: CUDA allocator peak on GPU; on CPU the process peak RSS and the current
-    anonymous RSS (heap and tensors; excludes the memory-mapped dataset's file pages, which grow as
-    clips are read and are reclaimable, so this is the number that shows a leak) and those file pages."""
+    anonymous RSS (heap and tensors: the number that shows a leak) and the file-backed pages (shared
+    libraries; frames are read from the dataset's file, so its pages stay in the OS's cache)."""
     if device.type == "cuda":
         return {"mem/peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     out = {"mem/peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

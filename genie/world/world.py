@@ -176,7 +176,7 @@ class World:
                 raise GenieError(f"dataset {store.root} has no validation episode of {PROMPT_FRAMES}+ frames")
             start, end = store.episodes[episodes[self.rng.integers(len(episodes))]]
             t = int(self.rng.integers(start, end - PROMPT_FRAMES + 1))
-            frames = np.array(store.frames[t : t + PROMPT_FRAMES])
+            frames = store.read_frames(t, t + PROMPT_FRAMES)
             if m.trained.actions.oracle:
                 true = m.trained.actions.true_ids(store.actions[t : t + PROMPT_FRAMES - 1])
                 return frames, torch.from_numpy(true)[None].to(m.device)
