@@ -8,9 +8,10 @@ from genie.config import TransformerConfig
 from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig, nucleus
 
 
-@pytest.fixture(params=["every_block", "input"])
+@pytest.fixture(params=["every_block", "input", "local_past"])
 def model(request) -> DynamicsModel:
-    return tiny_dynamics(every_block=request.param == "every_block")
+    """The action at every block or at the input only; and the input with two past frames' neighbourhoods."""
+    return tiny_dynamics(every_block=request.param == "every_block", local_past=2 * (request.param == "local_past"))
 
 
 def clip(B: int = 2, T: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
