@@ -255,15 +255,10 @@ class DynamicsModelConfig:
     # scales and shifts each block's norms for that frame (adaptive layer norm). Measured equal on the
     # tiny preset (docs/dynamics.md), so input stays the default; checkpoints without the key are input.
     action_conditioning: str = "input"
-    # Frames before each frame whose neighbouring tokens (5x5 patches) are added to its input
-    # (genie/models/local_past.py); 0 = none. Checkpoints without the key have none.
-    local_past: int = 0
 
     def __post_init__(self) -> None:
         if self.architecture.num_layers < 1:
             raise ValueError("architecture.num_layers: expected at least 1")
-        if self.local_past < 0:
-            raise ValueError(f"local_past {self.local_past}: expected a number of frames >= 0")
         if self.action_conditioning not in ("input", "every_block"):
             raise ValueError(
                 f"action_conditioning {self.action_conditioning!r}: expected input or every_block"

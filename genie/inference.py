@@ -8,8 +8,6 @@ Checkpoints are read as data (`load_checkpoint`: weights only), their models reb
 
 from __future__ import annotations
 
-import math
-
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,16 +52,13 @@ def build_lam(config: LamConfig) -> LatentActionModel:
 
 
 def build_dynamics(config: DynamicsConfig, num_patches: int) -> DynamicsModel:
-    m, d = config.model, config.data
-    patch = math.isqrt(d.height * d.width // num_patches)  # the tokenizer's square patches
+    m = config.model
     return DynamicsModel(
         m.architecture,
         vocab_size=m.token_embedding.vocab_size,
         num_actions=m.action_embedding.num_actions,
         num_patches=num_patches,
         action_every_block=m.action_conditioning == "every_block",
-        local_past=m.local_past,
-        grid=(d.height // patch, d.width // patch),
         checkpointing=config.training.gradient_checkpointing,
     )
 

@@ -8,10 +8,9 @@ from genie.config import TransformerConfig
 from genie.models.dynamics import DynamicsModel, FrameCache, SamplingConfig, nucleus
 
 
-@pytest.fixture(params=["every_block", "input", "local_past"])
+@pytest.fixture(params=["every_block", "input"])
 def model(request) -> DynamicsModel:
-    """The action at every block or at the input only; and the input with two past frames' neighbourhoods."""
-    return tiny_dynamics(every_block=request.param == "every_block", local_past=2 * (request.param == "local_past"))
+    return tiny_dynamics(every_block=request.param == "every_block")
 
 
 def clip(B: int = 2, T: int = 5) -> tuple[torch.Tensor, torch.Tensor]:

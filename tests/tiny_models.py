@@ -32,22 +32,11 @@ def tiny_lam(context: int = 2, height: int = 20, width: int = 24) -> LatentActio
     return model.eval()
 
 
-def tiny_dynamics(every_block: bool = True, num_layers: int = 2, local_past: int = 0) -> DynamicsModel:
-    """V codes, A actions, N patches (a 2 x 3 grid); the action enters every block (its modulation woken) or
-    the input; with `local_past`, the neighbourhoods of that many past frames enter too (woken)."""
+def tiny_dynamics(every_block: bool = True, num_layers: int = 2) -> DynamicsModel:
+    """V codes, A actions, N patches; the action enters every block (its modulation woken) or the input."""
     torch.manual_seed(0)
     cfg = TransformerConfig(num_layers=num_layers, d_model=32, num_heads=4, qk_normalization=True)
-    model = DynamicsModel(
-        cfg,
-        vocab_size=V,
-        num_actions=A,
-        num_patches=N,
-        action_every_block=every_block,
-        local_past=local_past,
-        grid=(2, 3),
-    )
-    if model.local_past is not None:  # its mixing starts at zero (the plain model)
-        torch.nn.init.normal_(model.local_past.mix.weight, std=0.2)
+    model = DynamicsModel(cfg, vocab_size=V, num_actions=A, num_patches=N, action_every_block=every_block)
     for block in model.transformer.blocks:  # the per-block modulation starts at zero (the plain block)
         if block.modulation is not None:
             torch.nn.init.normal_(block.modulation[1].weight, std=0.2)

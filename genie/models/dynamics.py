@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from genie.config import TransformerConfig
-from genie.models.local_past import LocalPast
 from genie.models.st_transformer import FrameCache, STTransformer
 
 
@@ -100,8 +99,6 @@ class DynamicsModel(nn.Module):
         num_actions: int,
         num_patches: int,
         action_every_block: bool = False,
-        local_past: int = 0,
-        grid: tuple[int, int] | None = None,
         checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -117,11 +114,6 @@ class DynamicsModel(nn.Module):
             cfg, causal=True, checkpointing=checkpointing, conditioned=action_every_block
         )
         self.head = nn.Linear(d, vocab_size)
-        self.local_past: LocalPast | None = None
-        if local_past:
-            if grid is None or grid[0] * grid[1] != num_patches:
-                raise ValueError(f"local_past needs the patch grid (rows, columns) of the {num_patches} patches")
-            self.local_past = LocalPast(d, local_past, grid)
 
     def _embed(self, tokens: Tensor, frame_actions: Tensor) -> tuple[Tensor, Tensor | None]:
         """tokens [B, T, N], frame_actions [B, T] (the action that led to each frame) -> inputs [B, T, N, D]
@@ -137,8 +129,6 @@ class DynamicsModel(nn.Module):
         B = tokens.shape[0]
         start = torch.full((B, 1), self.null_action, dtype=actions.dtype, device=actions.device)
         x, cond = self._embed(tokens, torch.cat([start, actions], dim=1))
-        if self.local_past is not None:
-            x = x + self.local_past(self.token_embed(tokens))
         h = self.transformer(x, cond=cond)
         return self.head(h if where is None else h[where])
 
@@ -161,18 +151,13 @@ class DynamicsModel(nn.Module):
         if pending is not None:
             frames.insert(0, pending)
         x, cond = self._embed(torch.stack([f[0] for f in frames], 1), torch.stack([f[1] for f in frames], 1))
-        if self.local_past is not None:  # the frames of this pass in order, after the remembered ones
-            ordered = [f[0] for f in frames[: len(frames) - null_branch]]
-            past = [] if cache.recent is None else list(cache.recent.unbind(1))
-            stem = self.local_past(self.token_embed(torch.stack(past + ordered, 1)))[:, len(past) :]
-            x = x + (torch.cat([stem, stem[:, -1:]], 1) if null_branch else stem)
         position = cache.position + (pending is not None)
         positions = torch.tensor([cache.position] * (pending is not None) + [position] * (1 + null_branch))
         h, kv = self.transformer.forward_cached(
             x, positions.to(x.device), cache.layers or None, cache.window, cond
         )
         if pending is not None:
-            self._join(cache, [(k[:, :, :1], v[:, :, :1]) for k, v in kv], pending[0])
+            cache.append([(k[:, :, :1], v[:, :, :1]) for k, v in kv])
             kv = [(k[:, :, 1:2], v[:, :, 1:2]) for k, v in kv]
         else:
             kv = [(k[:, :, :1], v[:, :, :1]) for k, v in kv]
@@ -182,14 +167,7 @@ class DynamicsModel(nn.Module):
     @torch.no_grad()
     def observe(self, tokens: Tensor, action: Tensor, cache: FrameCache) -> None:
         """Add a known frame tokens [B, N], led to by action [B] (num_actions for none), to the cache."""
-        self._join(cache, self._frame_logits(tokens, action, cache)[1], tokens)
-
-    def _join(self, cache: FrameCache, kv: list, tokens: Tensor) -> None:
-        """A frame's (k, v) per block joins the cache; its tokens [B, N] too where `local_past` reads them."""
-        cache.append(kv)
-        if self.local_past is not None:
-            recent = tokens[:, None] if cache.recent is None else torch.cat([cache.recent, tokens[:, None]], 1)
-            cache.recent = recent[:, -self.local_past.frames :]
+        cache.append(self._frame_logits(tokens, action, cache)[1])
 
     @torch.no_grad()
     def sample_next(

@@ -197,7 +197,6 @@ class FrameCache:
     # A generated frame not cached yet (tokens [B, N], action [B]): it joins in the next frame's first
     # pass, batched with it, which saves one pass of the network per generated frame.
     pending: tuple[Tensor, Tensor] | None = None
-    recent: Tensor | None = None  # the last cached frames' tokens [B, k, N], for a model that reads them
 
     @property
     def next_position(self) -> int:
