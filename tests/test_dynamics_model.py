@@ -225,3 +225,80 @@ def test_logits_at_selected_tokens_equal_the_full_forward_there(model):
     where = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(1)) < 0.6
     full = model(tokens, actions)
     assert torch.allclose(model(tokens, actions, where=where), full[where], atol=1e-6)
+
+
+# --- history guidance: the branch that sees no past ---
+
+
+def test_an_alone_clip_sees_no_other_frame(model):
+    """Training's history dropout: a clip marked alone predicts each frame from that frame only; the
+    other clips of the batch keep their causal past."""
+    tokens, actions = clip()
+    changed = tokens.clone()
+    changed[:, :3] = (tokens[:, :3] + 1) % V  # the past of frame 3
+    alone = torch.tensor([True, False])
+    a, b = model(tokens, actions, alone=alone), model(changed, actions, alone=alone)
+    torch.testing.assert_close(a[0, 3:], b[0, 3:])  # alone: frames 3.. never saw frames 0..2
+    assert (a[1, 3] - b[1, 3]).abs().amax() > 1e-4  # the other clip reads its past
+    torch.testing.assert_close(
+        model(tokens, actions, alone=torch.tensor([False, False])), model(tokens, actions)
+    )
+
+
+def test_the_alone_branch_rides_along_and_sees_no_past(model):
+    """Sampling's branch without the past equals the frame run with an empty cache; the action's branch
+    beside it equals the unguided pass, and the pending frame still joins the cache once."""
+    tokens, actions = clip(T=4)
+    none = torch.full((2,), A)
+    caches = [FrameCache(8) for _ in range(2)]
+    for cache in caches:
+        model.observe(tokens[:, 0], none, cache)
+        model.observe(tokens[:, 1], actions[:, 0], cache)
+        cache.pending = (tokens[:, 2], actions[:, 1])
+    masked = torch.full((2, N), model.mask_id)
+    masked[:, :2] = tokens[:, 3, :2]  # a frame half committed
+    both, _ = model._frame_logits(masked, actions[:, 2], caches[0], alone_branch=True)
+    cond, _ = model._frame_logits(masked, actions[:, 2], caches[1])
+    empty, _ = model._frame_logits(masked, actions[:, 2], FrameCache(8))
+    assert both.shape == (2, 2, N, V)
+    torch.testing.assert_close(both[:, 0], cond, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both[:, 1], empty, atol=1e-5, rtol=1e-4)
+    assert caches[0].position == caches[1].position == 3 and caches[0].pending is None
+
+
+def test_history_guidance_one_never_runs_the_alone_branch(model, monkeypatch):
+    tokens, actions = clip(T=3)
+    calls = []
+    frame_logits = model._frame_logits
+
+    def spy(tokens, action, cache, null_branch=False, alone_branch=False):
+        calls.append(alone_branch)
+        return frame_logits(tokens, action, cache, null_branch, alone_branch)
+
+    monkeypatch.setattr(model, "_frame_logits", spy)
+    outs = []
+    for sampling in (SamplingConfig(3, 1.0), SamplingConfig(3, 1.0, history_guidance=1.0)):
+        g = torch.Generator().manual_seed(0)
+        outs.append(model.rollout(tokens[:, :2], actions, sampling, window=4, generator=g))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    assert calls and not any(calls)
+
+
+def test_history_guidance_amplifies_what_the_past_adds(model):
+    """logits + (w - 1) (logits - alone), greedy: the sampled frame is its argmax, with or without action
+    guidance beside it."""
+    tokens, actions = clip(T=3)
+    none = torch.full((2,), A)
+    for guidance in (1.0, 2.0):
+        cache = FrameCache(8)
+        model.observe(tokens[:, 0], none, cache)
+        model.observe(tokens[:, 1], actions[:, 0], cache)
+        masked = torch.full((2, N), model.mask_id)
+        branches, _ = model._frame_logits(masked, actions[:, 1], cache, guidance != 1, True)
+        cond, alone = branches[:, 0], branches[:, -1]
+        guided = cond if guidance == 1 else branches[:, 1] + guidance * (cond - branches[:, 1])
+        want = (guided + 2.0 * (cond - alone)).argmax(-1)
+        got = model.sample_next(
+            actions[:, 1], cache, SamplingConfig(1, 0.0, guidance=guidance, history_guidance=3.0)
+        )
+        torch.testing.assert_close(got, want)
