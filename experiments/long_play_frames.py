@@ -1,7 +1,6 @@
 """Where long play goes wrong: per generated frame, how many of each object (none, one, two or more).
 
     python experiments/long_play_frames.py checkpoints/dynamics/run_X --frames 300 --out DIR [--steps N]
-        [--history_guidance W]
 
 Plays 8 held-out prompts for `--frames` frames with held random actions (as the dynamics evaluation's long
 play), then prints, per object, the share of frames holding none / one / two or more, and for the first two
@@ -29,7 +28,7 @@ from genie.data.frames import to_float  # noqa: E402
 from genie.evaluation.long_play import played_frames  # noqa: E402
 from genie.evaluation.objects import game_objects, objects_counted  # noqa: E402
 from genie.evaluation.world_eval import clip_actions  # noqa: E402
-from genie.inference import PROMPT_FRAMES, TrainedWorld, check_guidance  # noqa: E402
+from genie.inference import PROMPT_FRAMES, TrainedWorld  # noqa: E402
 
 PROMPTS = 8
 SHOWN = 2  # rollouts printed and drawn
@@ -46,14 +45,10 @@ def main() -> None:
     p.add_argument("run", type=Path, help="a dynamics run directory (its best checkpoint) or checkpoint")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--steps", type=int, help="MaskGIT rounds (default: the run's)")
-    p.add_argument("--history_guidance", type=float, help="guidance on the past (default: the run's)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     world = TrainedWorld.load(a.run, "cpu")
     sampling = world.sampling if a.steps is None else replace(world.sampling, steps=a.steps)
-    if a.history_guidance is not None:
-        check_guidance(a.history_guidance, world.config, "--history_guidance", "history")
-        sampling = replace(sampling, history_guidance=a.history_guidance)
     objects = game_objects(world.store.manifest.get("game"), world.store.height, world.store.width)
     if not objects:
         sys.exit("this dataset's objects are not known (genie.data.games): nothing to count")

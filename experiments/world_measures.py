@@ -12,7 +12,6 @@ other than 1 needs a model trained with training.action_dropout > 0. True action
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -61,9 +60,6 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a dynamics run directory (its best checkpoint) or checkpoint")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0])
-    p.add_argument(
-        "--history_guidance", type=float, nargs="+", default=[1.0], help="each with each --guidance"
-    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--long_play", action="store_true", help="also the 1,000-frame object counts")
     p.add_argument(
@@ -77,10 +73,8 @@ def main() -> None:
     a = p.parse_args()
     results: dict = {"run": str(a.run), "steps": a.steps, "temperature": a.temperature, "top_p": a.top_p}
     results["by_guidance"] = {}
-    for w, wh in itertools.product(a.guidance, a.history_guidance):
-        models = WorldModels.load(
-            a.run, guidance=w, history_guidance=wh, steps=a.steps, temperature=a.temperature, top_p=a.top_p
-        )
+    for w in a.guidance:
+        models = WorldModels.load(a.run, guidance=w, steps=a.steps, temperature=a.temperature, top_p=a.top_p)
         row: dict = {"control": control_rate(models), "play_fps": play_fps(models)}
         world = replace(models.trained, sampling=models.sampling)
         if not a.no_delta:
@@ -88,11 +82,10 @@ def main() -> None:
         if a.long_play or a.play_frames:
             frames = a.play_frames or world.config.training.eval_play_frames
             row |= long_play_counts(world, frames, a.play_prompts)
-        name = str(w) if wh == 1 else f"{w},history{wh}"
-        results["by_guidance"][name] = row
+        results["by_guidance"][str(w)] = row
         c, nan = row["control"] or {}, float("nan")
         print(
-            f"guidance {name}: control up {c.get('up_rate', nan):.0%} down {c.get('down_rate', nan):.0%}; "
+            f"guidance {w}: control up {c.get('up_rate', nan):.0%} down {c.get('down_rate', nan):.0%}; "
             f"ΔtPSNR@4 {row.get('val/delta_psnr_t4', nan):+.3f} "
             f"± {row.get('val/delta_psnr_t4_se', nan):.3f}; "
             f"play {row['play_fps']:.1f} frames/s",

@@ -194,7 +194,6 @@ def _load_world(args: argparse.Namespace):
         temperature=args.temperature,
         guidance=args.guidance,
         top_p=args.top_p,
-        history_guidance=args.history_guidance,
     )
 
 
@@ -299,11 +298,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance",
         type=_nonnegative_float,
         help="classifier-free guidance on the action (1 = off; default: the config's)",
-    )
-    p.add_argument(
-        "--history_guidance",
-        type=_nonnegative_float,
-        help="guidance on the past frames: objects persist, errors too (1 = off; default: the config's)",
     )
     p.add_argument(
         "--top_p", type=_nucleus_mass, help="nucleus sampling mass (1 = off; default: the config's)"

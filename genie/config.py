@@ -296,9 +296,6 @@ class DynamicsTrainingConfig(TrainingConfig):
     # Share of transitions whose action is replaced by "no action", so that the model also learns to
     # predict without it: classifier-free guidance (inference.guidance) needs that branch.
     action_dropout: float = 0.0
-    # Share of clips whose frames each see no other frame (the past dropped), so that the model also
-    # predicts a frame from itself alone: history guidance (inference.history_guidance) needs that branch.
-    history_dropout: float = 0.0
     # Play feeds the model its own imperfect frames. Each clip replaces up to this share of its visible
     # (unmasked) tokens by random ones, so the model learns to predict through errors in its context;
     # the tokens it is scored on (the masked ones) keep their true labels.
@@ -323,7 +320,7 @@ class DynamicsTrainingConfig(TrainingConfig):
             raise ValueError(f"eval_play_frames {self.eval_play_frames}: expected a number >= 0")
         if self.eval_play_prompts < 1:
             raise ValueError(f"eval_play_prompts {self.eval_play_prompts}: expected at least 1")
-        for name in ("action_dropout", "history_dropout", "context_noise"):
+        for name in ("action_dropout", "context_noise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} {getattr(self, name)}: expected a number in [0, 1)")
         if self.context_noise_kind not in ("random", "other_frame"):
@@ -346,10 +343,6 @@ class InferenceConfig:
     # classifier-free guidance on the action: logits = uncond + guidance * (cond - uncond); 1 = off.
     # Needs a model trained with training.action_dropout > 0 (its "no action" branch).
     guidance: float = 1.0
-    # guidance on the past frames: logits + (history_guidance - 1) * (logits - logits without the past), so
-    # what the past implies (where the ball goes) outweighs what any frame might show; 1 = off.
-    # Needs a model trained with training.history_dropout > 0 (its branch without the past).
-    history_guidance: float = 1.0
     top_p: float = 1.0  # nucleus sampling: each token among its likeliest ones holding this mass; 1 = off
 
     def __post_init__(self) -> None:
@@ -357,9 +350,8 @@ class InferenceConfig:
             raise ValueError(f"maskgit_steps {self.maskgit_steps}: expected at least 1")
         if not 0 <= self.temperature < float("inf"):
             raise ValueError(f"temperature {self.temperature}: expected a finite number >= 0")
-        for name in ("guidance", "history_guidance"):
-            if not 0 <= getattr(self, name) < float("inf"):
-                raise ValueError(f"{name} {getattr(self, name)}: expected a finite number >= 0 (1 = off)")
+        if not 0 <= self.guidance < float("inf"):
+            raise ValueError(f"guidance {self.guidance}: expected a finite number >= 0 (1 = off)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p {self.top_p}: expected a number in (0, 1] (1 = off)")
         if self.sampling not in ("random", "greedy"):

@@ -255,14 +255,12 @@ def load_upstream(config: DynamicsConfig, store: EpisodeStore, device: torch.dev
     return Upstream(tokenizer, int(tok_cfg["data"]["sequence_length"]), actions, records)
 
 
-def check_guidance(guidance: float, config: DynamicsConfig, what: str, kind: str = "action") -> None:
-    """Guidance other than 1 needs its branch: the no-action one that `action_dropout` > 0 trains, or
-    (kind "history") the one without the past that `history_dropout` > 0 trains."""
-    key, branch = ("action_dropout", "no-action") if kind == "action" else ("history_dropout", "no-past")
-    if guidance != 1.0 and getattr(config.training, key) == 0:
+def check_guidance(guidance: float, config: DynamicsConfig, what: str) -> None:
+    """Guidance other than 1 needs the no-action branch, which only `action_dropout` > 0 trains."""
+    if guidance != 1.0 and config.training.action_dropout == 0:
         raise GenieError(
-            f"{what} {guidance} needs a model trained with training.{key} > 0 (its {branch} "
-            f"branch); set it to 1 or train with {key} (e.g. 0.1)"
+            f"{what} {guidance} needs a model trained with training.action_dropout > 0 (its no-action "
+            "branch); set guidance to 1 or train with action_dropout (e.g. 0.1)"
         )
 
 
@@ -270,11 +268,8 @@ def sampling_of(config: DynamicsConfig) -> SamplingConfig:
     """The config's inference settings as the sampler's."""
     inf = config.inference
     check_guidance(inf.guidance, config, "inference.guidance")
-    check_guidance(inf.history_guidance, config, "inference.history_guidance", "history")
     temperature = 0.0 if inf.sampling == "greedy" else inf.temperature
-    return SamplingConfig(
-        inf.maskgit_steps, temperature, inf.schedule, inf.guidance, inf.history_guidance, inf.top_p
-    )
+    return SamplingConfig(inf.maskgit_steps, temperature, inf.schedule, inf.guidance, inf.top_p)
 
 
 # --- the trained world ---

@@ -1,7 +1,6 @@
 """Dynamics stage: upstream checks, per-clip mask rates, ΔtPSNR, and a CLI run with its outputs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,18 +8,10 @@ import yaml
 from tiny_runs import DYNAMICS, LAM, train_args, write
 
 from genie.cli import main
-from genie.config import DynamicsConfig, load_config
-from genie.errors import GenieError
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
-from genie.inference import TrainedWorld, check_guidance, load_model
+from genie.inference import TrainedWorld, load_model
 from genie.models.dynamics import sample_mask
-from genie.stages.dynamics_loss import (
-    corrupt_context,
-    drop_actions,
-    drop_history,
-    masked_loss,
-    motion_weights,
-)
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 
 
 def dynamics_args(pong_dataset, tmp_path, upstream, config: dict, *extra: str) -> list[str]:
@@ -184,25 +175,6 @@ def test_dropped_actions_follow_each_clip_seed_and_become_the_null_action():
     assert torch.equal(drop_actions(actions, 0.1, 3, seeds), dropped)  # the same seeds, the same drops
     assert torch.equal(drop_actions(actions[10:12], 0.1, 3, seeds[10:12]), dropped[10:12])  # any batching
     assert drop_actions(actions, 0.0, 3, seeds) is actions
-
-
-def test_clips_without_a_past_follow_each_clip_seed():
-    seeds = torch.arange(400)
-    alone = drop_history(0.1, seeds)
-    assert 0.05 < alone.float().mean() < 0.15
-    assert torch.equal(drop_history(0.1, seeds[10:40]), alone[10:40])  # any batching
-    assert drop_history(0.0, seeds) is None
-    # a clip's own draws: dropping its history does not follow from dropping its actions
-    assert not torch.equal(alone, (drop_actions(torch.zeros(400, 1), 0.1, 1, seeds) == 1)[:, 0])
-
-
-def test_history_guidance_needs_a_model_trained_with_history_dropout():
-    config = load_config(DynamicsConfig, Path("configs/tiny/dynamics.yaml"))
-    with pytest.raises(GenieError, match="needs a model trained with training.history_dropout > 0"):
-        check_guidance(2.0, config, "inference.history_guidance", "history")
-    check_guidance(1.0, config, "inference.history_guidance", "history")  # off: nothing to check
-    config.training.history_dropout = 0.1
-    check_guidance(2.0, config, "inference.history_guidance", "history")
 
 
 def test_corrupted_context_touches_only_visible_tokens():

@@ -59,7 +59,6 @@ class SamplingConfig:
     temperature: float = 1.0  # 0 = greedy (argmax)
     schedule: str = "cosine"  # share of tokens still masked after round s: cosine | linear
     guidance: float = 1.0  # classifier-free guidance weight on the action; 1 = off (one branch)
-    history_guidance: float = 1.0  # guidance weight on the past frames (the branch without them); 1 = off
     top_p: float = 1.0  # nucleus: sample each token among its likeliest tokens holding this mass; 1 = off
 
     def __post_init__(self) -> None:
@@ -67,9 +66,8 @@ class SamplingConfig:
             raise ValueError(f"maskgit steps {self.steps}: expected at least 1")
         if not 0 <= self.temperature < math.inf:
             raise ValueError(f"temperature {self.temperature}: expected a finite number >= 0")
-        for name in ("guidance", "history_guidance"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise ValueError(f"{name} {getattr(self, name)}: expected a finite number >= 0 (1 = off)")
+        if not 0 <= self.guidance < math.inf:
+            raise ValueError(f"guidance {self.guidance}: expected a finite number >= 0 (1 = off)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p {self.top_p}: expected a number in (0, 1] (1 = off)")
         if self.schedule not in ("cosine", "linear"):
@@ -124,64 +122,47 @@ class DynamicsModel(nn.Module):
         x = self.token_embed(tokens) + self.pos + action[:, :, None]
         return x, (action if self.action_every_block else None)
 
-    def forward(
-        self, tokens: Tensor, actions: Tensor, where: Tensor | None = None, alone: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, tokens: Tensor, actions: Tensor, where: Tensor | None = None) -> Tensor:
         """tokens [B, T, N] (may hold mask_id), actions [B, T-1] (may hold null_action) -> logits
         [B, T, N, V]; with `where` (bool [B, T, N]) only the logits of those tokens, [M, V] in row-major
-        order: training scores only the masked tokens, so the head and the softmax skip the rest. `alone`
-        (bool [B]) marks clips whose frames each see no other frame: history guidance's branch."""
-        B, T = tokens.shape[:2]
+        order: training scores only the masked tokens, so the head and the softmax skip the rest."""
+        B = tokens.shape[0]
         start = torch.full((B, 1), self.null_action, dtype=actions.dtype, device=actions.device)
         x, cond = self._embed(tokens, torch.cat([start, actions], dim=1))
-        mask = None
-        if alone is not None and alone.any():
-            causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
-            eye = torch.eye(T, dtype=torch.bool, device=tokens.device)
-            mask = torch.where(alone[:, None, None], eye, causal)
-        h = self.transformer(x, cond=cond, mask=mask)
+        h = self.transformer(x, cond=cond)
         return self.head(h if where is None else h[where])
 
     # --- generation ---
 
     def _frame_logits(
-        self,
-        tokens: Tensor,
-        action: Tensor,
-        cache: FrameCache,
-        null_branch: bool = False,
-        alone_branch: bool = False,
+        self, tokens: Tensor, action: Tensor, cache: FrameCache, null_branch: bool = False
     ) -> tuple[Tensor, list]:
         """One frame tokens [B, N] led to by action [B] -> logits [B, N, V] and its (k, v) per block.
 
         A pending frame of the cache (generated, not cached yet) rides along in the same pass, ahead of
-        this one, and joins the cache: the same result as caching it first, one pass fewer. Guidance's
-        branches ride along too, at the same position and unseen by the first: with `null_branch` the frame
-        led to by "no action", with `alone_branch` the frame seeing no past. Then the logits are [B, K, N, V],
-        the action's branch first, then the null, then the alone branch.
+        this one, and joins the cache: the same result as caching it first, one pass fewer. With
+        `null_branch` the same frame led to by "no action" rides along too, at the same position (unseen
+        by the first branch): logits [B, 2, N, V], the action's branch first (classifier-free guidance).
         """
-        branches = [(tokens, action)]
+        frames = [(tokens, action)]
         if null_branch:
-            branches.append((tokens, torch.full_like(action, self.null_action)))
-        if alone_branch:
-            branches.append((tokens, action))
+            frames.append((tokens, torch.full_like(action, self.null_action)))
         pending, cache.pending = cache.pending, None
-        frames = branches if pending is None else [pending, *branches]
+        if pending is not None:
+            frames.insert(0, pending)
         x, cond = self._embed(torch.stack([f[0] for f in frames], 1), torch.stack([f[1] for f in frames], 1))
         position = cache.position + (pending is not None)
-        positions = torch.tensor([cache.position] * (pending is not None) + [position] * len(branches))
-        alone = torch.zeros(len(frames), dtype=torch.bool)
-        alone[-1] = alone_branch
+        positions = torch.tensor([cache.position] * (pending is not None) + [position] * (1 + null_branch))
         h, kv = self.transformer.forward_cached(
-            x, positions.to(x.device), cache.layers or None, cache.window, cond, alone.to(x.device)
+            x, positions.to(x.device), cache.layers or None, cache.window, cond
         )
         if pending is not None:
             cache.append([(k[:, :, :1], v[:, :, :1]) for k, v in kv])
             kv = [(k[:, :, 1:2], v[:, :, 1:2]) for k, v in kv]
         else:
             kv = [(k[:, :, :1], v[:, :, :1]) for k, v in kv]
-        logits = self.head(h[:, -len(branches) :])
-        return (logits if len(branches) > 1 else logits[:, 0]), kv
+        logits = self.head(h[:, -(1 + null_branch) :])
+        return (logits if null_branch else logits[:, 0]), kv
 
     @torch.no_grad()
     def observe(self, tokens: Tensor, action: Tensor, cache: FrameCache) -> None:
@@ -201,16 +182,12 @@ class DynamicsModel(nn.Module):
         B, N = action.shape[0], self.num_patches
         tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=action.device)
         masked = torch.ones(B, N, dtype=torch.bool, device=action.device)
-        guided, history = sampling.guidance != 1.0, sampling.history_guidance != 1.0
+        guided = sampling.guidance != 1.0
         for s in range(sampling.steps):
-            logits = self._frame_logits(tokens, action, cache, guided, history)[0].float()
-            if guided or history:
-                branches = logits.unbind(1)
-                cond, logits = branches[0], branches[0]
-                if guided:
-                    logits = branches[1] + sampling.guidance * (cond - branches[1])
-                if history:  # what the past adds to the frame, amplified: cond + (w - 1) (cond - alone)
-                    logits = logits + (sampling.history_guidance - 1) * (cond - branches[-1])
+            logits = self._frame_logits(tokens, action, cache, null_branch=guided)[0].float()
+            if guided:
+                cond, uncond = logits.unbind(1)
+                logits = uncond + sampling.guidance * (cond - uncond)
             if sampling.temperature > 0:
                 logits = logits / sampling.temperature
                 if sampling.top_p < 1:

@@ -150,11 +150,9 @@ class STBlock(nn.Module):
         mask: Tensor | None = None,
         cond: Tensor | None = None,
     ) -> Tensor:
-        """x [B, T, N, D] -> [B, T, N, D]; `mask` [T, T] bool, or [B, T, T] per clip: which frames each frame
-        sees (None: causal or all, as built); `cond` [B, T, D] for a conditioned block."""
+        """x [B, T, N, D] -> [B, T, N, D]; `mask` [T, T] bool: which frames each frame sees (None: causal
+        or all, as built); `cond` [B, T, D] for a conditioned block."""
         B, mods = x.shape[0], self._modulations(cond)
-        if mask is not None and mask.dim() == 3:  # one mask per clip: the same for each patch position's row
-            mask = mask.repeat_interleave(x.shape[2], dim=0)[:, None]
         # --- spatial attention: patches of one frame ---
         h = rearrange(self._norm(self.norm1, x, mods, 0), "b t n d -> (b t) n d")
         x = x + self.drop(rearrange(self.spatial(h), "(b t) n d -> b t n d", b=B))
@@ -233,21 +231,17 @@ class STTransformer(nn.Module):
         self.causal = causal
         self.checkpointing = checkpointing
 
-    def forward(
-        self, x: Tensor, window: int | None = None, cond: Tensor | None = None, mask: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, window: int | None = None, cond: Tensor | None = None) -> Tensor:
         """x [B, T, N, D] -> [B, T, N, D]; `cond` [B, T, D]: each frame's condition (conditioned blocks).
 
         With `window` (a causal model's training clip length), a clip longer than it is run as a sliding
         window: each frame sees itself and the window - 1 frames before it, never temporal offsets that
         training did not show. The same as `forward_cached` with a cache of that window, frame by frame.
-        `mask` [B, T, T] bool (True: may attend) replaces both with one mask per clip.
         """
         T = x.shape[1]
         rotary = rotary_cos_sin(torch.arange(T, device=x.device), self.head_dim)
-        if mask is not None and window is not None and window < T:
-            raise ValueError("a per-clip mask replaces the sliding window: pass one or the other")
-        if mask is None and window is not None and window < T:
+        mask = None
+        if window is not None and window < T:
             if not self.causal:
                 raise ValueError("a sliding window needs a causal transformer")
             frames = torch.arange(T, device=x.device)
@@ -266,7 +260,6 @@ class STTransformer(nn.Module):
         past: list[tuple[Tensor, Tensor]] | None,
         window: int | None = None,
         cond: Tensor | None = None,
-        alone: Tensor | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """New frames x [B, T, N, D] from temporal `position` on, given each block's cached past (k, v);
         `cond` [B, T, D] for conditioned blocks.
@@ -275,8 +268,7 @@ class STTransformer(nn.Module):
         all. Rotary positions make attention depend on offsets only, so a cache trimmed to a sliding
         window stays valid. `position` may also be one position per new frame [T] (non-decreasing, the
         first right after the cache): new frames sharing a position are alternatives of one frame
-        (classifier-free guidance's branches) and do not see each other. `alone` [T] bool marks new frames
-        that see only themselves (history guidance's branch without a past).
+        (classifier-free guidance's two branches) and do not see each other.
         Returns [B, T, N, D] and the new frames' (k, v) for each block.
         """
         T, P = x.shape[1], (past[0][0].shape[2] if past else 0)
@@ -290,11 +282,6 @@ class STTransformer(nn.Module):
             mask = window_mask(position, keys, window if window is not None else P + T)
             alternatives = (position[:, None] == position[None, :]) & ~torch.eye(T, dtype=torch.bool)
             mask[:, P:] &= ~alternatives.to(x.device)
-        if alone is not None and alone.any():  # these new frames see themselves only: no past, no other frame
-            if mask is None:
-                mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device)
-            mask[alone] = False
-            mask[alone, P + alone.nonzero()[:, 0]] = True
         new_kv = []
         for i, block in enumerate(self.blocks):
             x, kv = block.forward_cached(x, rotary, past[i] if past else None, mask, cond)

@@ -30,13 +30,7 @@ from genie.inference import TrainedWorld, build_dynamics, load_upstream, samplin
 from genie.models.dynamics import DynamicsModel, sample_mask
 from genie.outputs import eval_files, eval_stem
 from genie.stages.common import REPORT_CLIPS, dataset_record, keep_per_run, report_batch_size
-from genie.stages.dynamics_loss import (
-    corrupt_context,
-    drop_actions,
-    drop_history,
-    masked_loss,
-    motion_weights,
-)
+from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 from genie.training.runtime import LOCAL, Runtime
 from genie.training.stage import Batch
 
@@ -76,8 +70,7 @@ class DynamicsStage:
         inputs = corrupt_context(tokens, mask, t.context_noise, vocab, seeds, t.context_noise_kind)
         inputs = inputs.masked_fill(mask, vocab)
         null = self.config.model.action_embedding.num_actions  # the model's "no action"
-        actions = drop_actions(actions, t.action_dropout, null, seeds)
-        logits = model(inputs, actions, where=mask, alone=drop_history(t.history_dropout, seeds))  # (m, v)
+        logits = model(inputs, drop_actions(actions, t.action_dropout, null, seeds), where=mask)  # (m, v)
         grid = self.tokenizer.grid
         weights = None if t.motion_weight == 1 else motion_weights(tokens, grid, t.motion_weight)
         loss, acc = masked_loss(logits, tokens, mask, weights)

@@ -3,7 +3,6 @@ sees, each drawn from the clip's own noise seed so that a clip's draws do not de
 split over ranks or micro-batches.
 
 - `drop_actions`: classifier-free guidance's unconditional branch (transitions given "no action").
-- `drop_history`: history guidance's branch (clips whose frames see no other frame).
 - `corrupt_context`: visible tokens replaced, so the model learns to read the errors play makes.
 - `motion_weights`: extra loss weight near what moves (the paddles and the ball, a few tokens a frame).
 - `masked_loss`: cross-entropy and accuracy on the masked tokens, a mean of per-clip means.
@@ -31,15 +30,6 @@ def drop_actions(actions: Tensor, share: float, null: int, seeds: Tensor) -> Ten
         return actions
     drop = np.stack([_clip_rng(s, 1).random(actions.shape[1]) < share for s in seeds.tolist()])
     return actions.masked_fill(torch.from_numpy(drop).to(actions.device), null)
-
-
-def drop_history(share: float, seeds: Tensor) -> Tensor | None:
-    """bool [B]: the clips whose frames each see no other frame, with probability `share`, drawn from each
-    clip's own seed (history guidance's branch); None when no clip is."""
-    if share == 0:
-        return None
-    alone = torch.tensor([_clip_rng(s, 4).random() < share for s in seeds.tolist()], device=seeds.device)
-    return alone if alone.any() else None
 
 
 def corrupt_context(

@@ -52,22 +52,17 @@ class WorldModels:
         temperature: float | None = None,
         guidance: float | None = None,
         top_p: float | None = None,
-        history_guidance: float | None = None,
     ) -> WorldModels:
         """A dynamics checkpoint (or run directory: its best) and the upstream checkpoints it records."""
         trained = TrainedWorld.load(checkpoint, device, data_dir=data_dir)
         s = trained.sampling
         if guidance is not None:
             check_guidance(guidance, trained.config, f"guidance (for {trained.checkpoint})")
-        if history_guidance is not None:
-            what = f"history guidance (for {trained.checkpoint})"
-            check_guidance(history_guidance, trained.config, what, "history")
         sampling = SamplingConfig(
             s.steps if steps is None else steps,
             s.temperature if temperature is None else temperature,
             s.schedule,
             s.guidance if guidance is None else guidance,
-            s.history_guidance if history_guidance is None else history_guidance,
             s.top_p if top_p is None else top_p,
         )
         return cls(trained, sampling, action_map(trained))
