@@ -343,10 +343,6 @@ class Trainer:
                         }
                         log.log(row, self.step)
                         bar.set_postfix(loss=f"{row['train/loss']:.4g}", fps=f"{row['frames_per_s']:.0f}")
-                    # The steps' freed activations, kept by glibc between steps, fit the next steps' less well
-                    # over time and the peak RSS crept (+9-11% over 2,000 tiny steps); handed back every
-                    # log_every steps it stays flat (benchmarks/README.md, "Memory over a long run").
-                    release_free_memory()
                     t_log, steps_since_log = time.perf_counter(), 0
                 bar.update(1)
 

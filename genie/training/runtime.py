@@ -331,9 +331,8 @@ def release_free_memory() -> None:
     A validation allocates its batches and activations and frees them, but glibc keeps the freed pages, and
     fragmentation makes the next one take more: three validations in a row of the tiny tokenizer in one
     process took its anonymous memory 244 -> 292 -> 299 -> 334 MB, and a trim after each brought it back to
-    244 MB (benchmarks/README.md, "Memory over a long run"). The same holds between training steps: the
-    step's freed activations stay with glibc and fit the next steps less well over time, so the loop also
-    calls it every log_every steps and after each validation and checkpoint save; it takes milliseconds."""
+    244 MB (benchmarks/README.md, "Memory over a long run"; in a whole training run the effect is within one
+    run's noise). The loop calls it after each validation and checkpoint save; it takes milliseconds."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
