@@ -11,6 +11,9 @@ from pathlib import Path
 
 import torch
 
+# The demo's LAM is few-label: one labelled training episode of Pong's 40 (`make demo`'s LABELS=1).
+DEMO_LABEL_FRACTION = 0.025
+
 
 def machine(benchmark: str, device: str) -> dict[str, object]:
     """The header of a results file: what ran, where, when, and how busy the machine was."""

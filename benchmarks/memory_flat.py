@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, save
+from common import DEMO_LABEL_FRACTION, machine, save
 
 from genie.training.metrics_log import read_metrics
 
@@ -38,7 +38,7 @@ def train(stage: str, steps: int, data_dir: Path, out: Path, runs: dict[str, Pat
     argv += ["--data_dir", str(data_dir), "--dataset", "pong", "--max_steps", str(steps)]
     argv += ["--output_dir", str(out), "--no_eval", "--quiet"]
     if stage == "lam":
-        argv += ["--label_fraction", "0.025"]  # the demo's LAM: one labelled training episode
+        argv += ["--label_fraction", str(DEMO_LABEL_FRACTION)]
     if stage == "dynamics":
         argv += ["--tokenizer_path", str(runs["tokenizer"]), "--lam_path", str(runs["lam"])]
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
