@@ -11,6 +11,7 @@ final evaluation.
 
     .venv/bin/python benchmarks/memory_flat.py                 # 2,000 steps a stage: ~35 min on 2 CPU cores
     .venv/bin/python benchmarks/memory_flat.py --steps 400     # a quicker look
+    .venv/bin/python benchmarks/memory_flat.py --stages dynamics --tokenizer_path RUN   # on the true actions
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def train(stage: str, steps: int, data_dir: Path, out: Path, runs: dict[str, Pat
     argv += ["--output_dir", str(out), "--no_eval", "--quiet"]
     if stage == "lam":
         argv += ["--label_fraction", str(DEMO_LABEL_FRACTION)]
-    if stage == "dynamics":
+    if stage == "dynamics" and "lam" in runs:
         argv += ["--tokenizer_path", str(runs["tokenizer"]), "--lam_path", str(runs["lam"])]
+    elif stage == "dynamics":  # a trained tokenizer given: the true actions
+        argv += ["--tokenizer_path", str(runs["tokenizer"]), "--actions", "true"]
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return next((out / stage).glob("run_*"))
 
@@ -68,14 +71,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/memory_flat.json")
+    p.add_argument(
+        "--tokenizer_path", type=Path, help="--stages dynamics alone: on this tokenizer, true actions"
+    )
     a = p.parse_args()
     if a.steps <= EARLY:
         raise SystemExit(f"--steps {a.steps}: expected more than {EARLY}, the step memory is compared with")
-    if "dynamics" in a.stages and not {"tokenizer", "lam"} <= set(a.stages):
+    if a.stages == ["dynamics"] and a.tokenizer_path is None:
+        raise SystemExit(
+            "--stages dynamics alone needs --tokenizer_path (it then trains on the true actions)"
+        )
+    if "dynamics" in a.stages and a.stages != ["dynamics"] and not {"tokenizer", "lam"} <= set(a.stages):
         raise SystemExit("--stages: the dynamics stage trains on this run's tokenizer and LAM; list them too")
 
     result: dict[str, object] = {**machine("memory_flat", "cpu"), "steps": a.steps}
-    runs: dict[str, Path] = {}
+    runs: dict[str, Path] = {"tokenizer": a.tokenizer_path} if a.stages == ["dynamics"] else {}
     with tempfile.TemporaryDirectory() as tmp:
         for stage in (s for s in STAGES if s in a.stages):
             start = time.perf_counter()

@@ -1,11 +1,15 @@
 """loss_curve.png, drawn from metrics.jsonl so it can be redrawn at any time (`genie plot RUN_DIR`).
 
-The loop redraws it at every save; matplotlib is imported only when drawing, so importing the loop
-(and `genie --help`) stays fast.
+The loop redraws it at every save in a child process (`plot_run_apart`): matplotlib's import, font cache
+and figure stay out of the training process, whose memory would otherwise step up by ~25 MB at the first
+save, for good (benchmarks/README.md, `benchmarks/loop_memory.py`). `genie plot RUN_DIR` draws it in its own process.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,3 +89,30 @@ def plot_run(run_dir: Path) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def plot_run_apart(run_dir: Path) -> Path:
+    """plot_run in a child process of its own session (a Ctrl-C meant for training does not kill it); its
+    failure is the same one line (`GenieError`) as in-process."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        start_new_session=True,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise GenieError(
+            lines[-1] if lines else f"drawing {run_dir / LOSS_CURVE} failed (exit {done.returncode})"
+        )
+    return Path(done.stdout.strip())
+
+
+if __name__ == "__main__":
+    try:
+        print(plot_run(Path(sys.argv[1])))
+    except GenieError as e:
+        sys.exit(str(e))

@@ -40,7 +40,7 @@ from genie.training.checkpoint import (
     write_config,
     write_text_atomic,
 )
-from genie.training.curves import plot_run
+from genie.training.curves import plot_run_apart
 from genie.training.metrics_log import MetricsLog
 from genie.training.runtime import Runtime, memory_mb, release_free_memory, unwrap
 from genie.training.sampler import SeededItems, StepBatchSampler, micro_batch_size, validation_clips
@@ -369,8 +369,8 @@ class Trainer:
                     if new_best and rt.is_main:
                         write_text_atomic(self.run_dir / BEST, _json(self.best))
                     if rt.is_main and log.has_rows:  # none yet when save_every < log_every
-                        plot_run(self.run_dir)
-                if evaluated or saved:  # else the validation's, the save's and the plot's freed heap stays
+                        plot_run_apart(self.run_dir)
+                if evaluated or saved:  # else the validation's and the save's freed heap stays
                     release_free_memory()
                 if rt.any(self.stop_signal is not None):
                     self._stop(last_ckpt, val)
