@@ -42,6 +42,12 @@ def save(results: dict[str, object], path: Path, *, width: int, digits: int) -> 
     print(f"wrote {path}")
 
 
+def dynamics_upstream(tokenizer: Path, lam: Path | None = None) -> dict:
+    """The dynamics stage's frozen inputs: a tokenizer run, and a LAM run's codes or, without one, the true
+    actions."""
+    return {"tokenizer": tokenizer, "lam": lam, "actions": "lam" if lam else "true"}
+
+
 def build_trainer(stage_name: str, config, data_dir: Path, device: str = "cpu", upstream: dict | None = None):
     """The real training loop of one stage on Pong (a throwaway run directory), ready to step."""
     from genie.data.clips import ClipDataset

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import DEMO_LABEL_FRACTION, build_trainer, machine, save, training_step
+from common import DEMO_LABEL_FRACTION, build_trainer, dynamics_upstream, machine, save, training_step
 
 from genie.config import load_config
 from genie.stages.registry import stage_class
@@ -50,9 +50,7 @@ def main() -> None:
     cfg = load_config(stage_class(a.stage).config_cls, ROOT / f"configs/tiny/{a.stage}.yaml")
     if a.stage == "lam":
         cfg.supervision.label_fraction = DEMO_LABEL_FRACTION
-    upstream = None
-    if a.stage == "dynamics":
-        upstream = {"tokenizer": a.tokenizer_path, "lam": None, "actions": "true"}
+    upstream = dynamics_upstream(a.tokenizer_path) if a.stage == "dynamics" else None
     trainer = build_trainer(a.stage, cfg, a.data_dir, "cpu", upstream)
     data = iter(trainer.train_loader)
     cpu = torch.device("cpu")

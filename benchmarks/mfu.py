@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import build_trainer, machine, one_step_runs, save, training_step
+from common import build_trainer, dynamics_upstream, machine, one_step_runs, save, training_step
 from torch.utils import flop_counter
 
 from genie.config import load_config
@@ -90,7 +90,7 @@ def measure(
         config.data.batch_size = batch
     if workers is not None:
         config.data.num_workers = workers
-    extra = {**upstream, "actions": "lam"} if stage == "dynamics" else None
+    extra = dynamics_upstream(upstream["tokenizer"], upstream["lam"]) if stage == "dynamics" else None
     trainer = build_trainer(stage, config, data_dir, device, extra)
     data = iter(trainer.train_loader)
     next(data)  # workers (if any) started: not timed

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import build_trainer, machine, save, training_step
+from common import build_trainer, dynamics_upstream, machine, save, training_step
 from torch.profiler import ProfilerActivity, profile
 
 from genie.config import load_config
@@ -39,13 +39,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     cfg = load_config(stage_class(a.stage).config_cls, ROOT / f"configs/tiny/{a.stage}.yaml")
-    extra = {}
+    upstream = None
     if a.stage == "dynamics":
         if a.tokenizer_path is None:
             p.error("the dynamics stage needs --tokenizer_path")
-        actions = "lam" if a.lam_path else "true"
-        extra = {"upstream": {"tokenizer": a.tokenizer_path, "lam": a.lam_path, "actions": actions}}
-    trainer = build_trainer(a.stage, cfg, a.data_dir, "cpu", extra.get("upstream"))
+        upstream = dynamics_upstream(a.tokenizer_path, a.lam_path)
+    trainer = build_trainer(a.stage, cfg, a.data_dir, "cpu", upstream)
     stage = trainer.stage
     data = iter(trainer.train_loader)
 
