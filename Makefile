@@ -31,7 +31,9 @@ bench-memory: $(STAMP)
 # What benchmarks/gpu.sh needs on the GPU machine, which has Python 3.12 and torch but no network: the
 # wheels of the project's dependencies it lacks (not PyAV, 36 MB, for videos only; not the play server's)
 # and a compressed Pong subset (~1 MiB). Carry .gpu_bundle with the run (benchmarks/README.md).
-GPU_WHEELS := gymnasium==1.4.0 farama-notifications==0.0.6 ale-py==0.12.1
+# experiments/gpu_long_play.sh evaluates with `genie eval`, which writes videos: `make gpu-bundle GPU_EXTRA=av==18.1.0`.
+GPU_EXTRA ?=
+GPU_WHEELS := gymnasium==1.4.0 farama-notifications==0.0.6 ale-py==0.12.1 $(GPU_EXTRA)
 gpu-bundle: $(STAMP)
 	rm -rf .gpu_bundle/wheels
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -2,7 +2,8 @@
 
 The loop redraws it at every save in a child process (`plot_run_apart`): matplotlib's import, font cache
 and figure stay out of the training process, whose memory would otherwise step up by ~25 MB at the first
-save, for good (benchmarks/README.md, `benchmarks/loop_memory.py`). `genie plot RUN_DIR` draws it in its own process.
+save, for good (benchmarks/README.md, `benchmarks/loop_memory.py`). `genie plot RUN_DIR` draws it in its
+own process.
 """
 
 from __future__ import annotations
