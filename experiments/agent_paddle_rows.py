@@ -20,18 +20,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
-from genie.data.frames import to_float  # noqa: E402
-from genie.evaluation.long_play import played_frames  # noqa: E402
-from genie.evaluation.objects import _matches, box, game_objects, objects_counted  # noqa: E402
-from genie.evaluation.world_eval import clip_actions  # noqa: E402
-from genie.inference import PROMPT_FRAMES, TrainedWorld  # noqa: E402
+from long_play_frames import played  # noqa: E402
 
-PROMPTS = 8
+from genie.data.clips import ClipDataset, evenly_spaced  # noqa: E402
+from genie.evaluation.objects import _matches, box, game_objects, objects_counted  # noqa: E402
+from genie.inference import TrainedWorld  # noqa: E402
+
 REAL_CLIPS, REAL_LENGTH = 40, 64
 
 
@@ -66,18 +63,7 @@ def main() -> None:
     court = box(look, world.store.height, world.store.width)[0]
     top_wall, bottom_wall = court.start, court.stop - 2  # the real paddle's first and last rows (measured)
 
-    val = ClipDataset(world.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
-    batch = {k: torch.stack([val[i][k] for i in evenly_spaced(len(val), PROMPTS)]) for k in val[0]}
-    with torch.no_grad():
-        frames = played_frames(
-            world.dynamics,
-            world.tokenizer,
-            to_float(batch["frames"]),
-            clip_actions(world, batch),
-            world.sampling,
-            world.window,
-            a.frames,
-        )
+    frames = played(world, world.sampling, a.frames)
     real = ClipDataset(world.store, "val", REAL_LENGTH, stride=REAL_LENGTH)
     real_frames = np.concatenate([real[i]["frames"].numpy() for i in evenly_spaced(len(real), REAL_CLIPS)])
     real_frames = np.moveaxis(real_frames, 1, -1)  # [K, 3, H, W] -> [K, H, W, 3]

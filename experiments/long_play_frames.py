@@ -40,6 +40,23 @@ def grid(frames: np.ndarray, per_row: int = 4) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+def played(world: TrainedWorld, sampling, frames: int) -> np.ndarray:
+    """PROMPTS held-out prompts played for `frames` frames with held random actions: uint8 [P, frames, H, W,
+    3]."""
+    val = ClipDataset(world.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
+    batch = {k: torch.stack([val[i][k] for i in evenly_spaced(len(val), PROMPTS)]) for k in val[0]}
+    with torch.no_grad():
+        return played_frames(
+            world.dynamics,
+            world.tokenizer,
+            to_float(batch["frames"]),
+            clip_actions(world, batch),
+            sampling,
+            world.window,
+            frames,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a dynamics run directory (its best checkpoint) or checkpoint")
@@ -52,18 +69,7 @@ def main() -> None:
     objects = game_objects(world.store.manifest.get("game"), world.store.height, world.store.width)
     if not objects:
         sys.exit("this dataset's objects are not known (genie.data.games): nothing to count")
-    val = ClipDataset(world.store, "val", PROMPT_FRAMES, stride=PROMPT_FRAMES)
-    batch = {k: torch.stack([val[i][k] for i in evenly_spaced(len(val), PROMPTS)]) for k in val[0]}
-    with torch.no_grad():
-        frames = played_frames(
-            world.dynamics,
-            world.tokenizer,
-            to_float(batch["frames"]),
-            clip_actions(world, batch),
-            sampling,
-            world.window,
-            a.frames,
-        )
+    frames = played(world, sampling, a.frames)
     counts = objects_counted(frames, objects)
     shares = {
         name: {"none": float((c == 0).mean()), "one": float((c == 1).mean()), "many": float((c >= 2).mean())}
