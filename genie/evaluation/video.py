@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from genie.errors import GenieError
+
 SHOWN_CLIPS = 4  # report clips a comparison video shows, one after another (tokenizer, dynamics)
 
 
@@ -48,7 +50,12 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 10, scale: int = 4) -> 
 
     PyAV is imported here, not at the top: training imports this module, and a machine that only trains
     (the GPU benchmark's, which carries its missing wheels within 64 MiB) has no room for PyAV's ~40 MB."""
-    import av
+    try:
+        import av
+    except ImportError:
+        raise GenieError(
+            f"cannot write {path}: videos need PyAV, which this Python lacks (requirements.txt pins it)"
+        ) from None
 
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
