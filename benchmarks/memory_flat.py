@@ -77,15 +77,16 @@ def main() -> None:
     a = p.parse_args()
     if a.steps <= EARLY:
         raise SystemExit(f"--steps {a.steps}: expected more than {EARLY}, the step memory is compared with")
-    if a.stages == ["dynamics"] and a.tokenizer_path is None:
+    dynamics_alone = a.stages == ["dynamics"]
+    if dynamics_alone != (a.tokenizer_path is not None):
         raise SystemExit(
-            "--stages dynamics alone needs --tokenizer_path (it then trains on the true actions)"
+            "--tokenizer_path goes with --stages dynamics alone (which then trains on the true actions)"
         )
-    if "dynamics" in a.stages and a.stages != ["dynamics"] and not {"tokenizer", "lam"} <= set(a.stages):
+    if not dynamics_alone and "dynamics" in a.stages and not {"tokenizer", "lam"} <= set(a.stages):
         raise SystemExit("--stages: the dynamics stage trains on this run's tokenizer and LAM; list them too")
 
     result: dict[str, object] = {**machine("memory_flat", "cpu"), "steps": a.steps}
-    runs: dict[str, Path] = {"tokenizer": a.tokenizer_path} if a.stages == ["dynamics"] else {}
+    runs: dict[str, Path] = {"tokenizer": a.tokenizer_path} if dynamics_alone else {}
     with tempfile.TemporaryDirectory() as tmp:
         for stage in (s for s in STAGES if s in a.stages):
             start = time.perf_counter()

@@ -38,10 +38,14 @@ def paddle_rows(frames: np.ndarray, look) -> np.ndarray:
     return _matches(frames.reshape(-1, *frames.shape[-3:]), whole_height).any(-1)
 
 
+def ends(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """rows bool [..., H] -> the first and the last row holding the paddle."""
+    return rows.argmax(-1), rows.shape[-1] - 1 - rows[..., ::-1].argmax(-1)
+
+
 def describe(name: str, rows: np.ndarray, top_wall: int, bottom_wall: int) -> None:
     seen = rows.any(1)
-    top = rows.argmax(1)
-    bottom = rows.shape[1] - 1 - rows[:, ::-1].argmax(1)
+    top, bottom = ends(rows)
     at_top, at_bottom = (seen & (top <= top_wall)).mean(), (seen & (bottom >= bottom_wall)).mean()
     print(
         f"{name:9s} frames {len(rows)}: no paddle pixel {1 - seen.mean():.3f}, "
@@ -68,29 +72,22 @@ def main() -> None:
     real_frames = np.concatenate([real[i]["frames"].numpy() for i in evenly_spaced(len(real), REAL_CLIPS)])
     real_frames = np.moveaxis(real_frames, 1, -1)  # [K, 3, H, W] -> [K, H, W, 3]
 
-    describe("generated", paddle_rows(frames, look), top_wall, bottom_wall)
+    generated = paddle_rows(frames, look).reshape(*frames.shape[:2], -1)  # [prompts, frames, H]
+    describe("generated", generated.reshape(-1, generated.shape[-1]), top_wall, bottom_wall)
     describe("real", paddle_rows(real_frames, look), top_wall, bottom_wall)
 
     counts = objects_counted(frames, {"agent_paddle": look})["agent_paddle"]
-    before = [
-        paddle_rows(frames[b, t - 1], look)[0]
-        for b in range(len(frames))
-        for t in range(1, frames.shape[1])
-        if counts[b, t] == 0 and counts[b, t - 1] >= 1
-    ]
-    back = [
-        paddle_rows(frames[b, t], look)[0]
-        for b in range(len(frames))
-        for t in range(1, frames.shape[1])
-        if counts[b, t] >= 1 and counts[b, t - 1] == 0
-    ]
-    print(f"lost in {(counts == 0).mean():.3f} of generated frames")
-    for name, where in (("vanished", before), ("came back", back)):
-        at_top = sum(rows.argmax() <= top_wall for rows in where)
-        at_bottom = sum(len(rows) - 1 - rows[::-1].argmax() >= bottom_wall for rows in where)
+    lost, there = counts == 0, counts >= 1
+    print(f"lost in {lost.mean():.3f} of generated frames")
+    for name, where, rows in (
+        ("vanished", "the frame before", generated[:, :-1][there[:, :-1] & lost[:, 1:]]),
+        ("came back", "there", generated[:, 1:][lost[:, :-1] & there[:, 1:]]),
+    ):
+        top, bottom = ends(rows)
+        at_top, at_bottom = int((top <= top_wall).sum()), int((bottom >= bottom_wall).sum())
         print(
-            f"{name} {len(where)} times; {'the frame before' if name == 'vanished' else 'there'}: at the top "
-            f"wall {at_top}, at the bottom wall {at_bottom}, mid-court {len(where) - at_top - at_bottom}"
+            f"{name} {len(rows)} times; {where}: at the top wall {at_top}, at the bottom wall {at_bottom}, "
+            f"mid-court {len(rows) - at_top - at_bottom}"
         )
 
 
