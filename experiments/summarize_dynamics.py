@@ -48,6 +48,8 @@ def main() -> None:
     runs = defaultdict(dict)
     for path in sorted(Path(sys.argv[1]).glob("*_seed*.json")):
         variant, seed = path.stem.rsplit("_seed", 1)
+        if not seed.isdigit():  # a side measurement of a run (e.g. SEED_rounds3.json), not a run's own
+            continue
         runs[variant][int(seed)] = row(path)
     print(
         "| variant | seed | token acc | control up / down | rollout PSNR | ΔtPSNR@4 | on moving px "
