@@ -255,18 +255,10 @@ class DynamicsModelConfig:
     # scales and shifts each block's norms for that frame (adaptive layer norm). Measured equal on the
     # tiny preset (docs/dynamics.md), so input stays the default; checkpoints without the key are input.
     action_conditioning: str = "input"
-    # random: the token embedding starts as nn.Embedding's (codes are unrelated at step 0); codebook: each
-    # code's row starts as the frozen tokenizer's code vector under a fixed random projection, so codes that
-    # look alike (a ball a few pixels apart) start alike (docs/dynamics.md).
-    token_embedding_init: str = "random"
 
     def __post_init__(self) -> None:
         if self.architecture.num_layers < 1:
             raise ValueError("architecture.num_layers: expected at least 1")
-        if self.token_embedding_init not in ("random", "codebook"):
-            raise ValueError(
-                f"token_embedding_init {self.token_embedding_init!r}: expected random or codebook"
-            )
         if self.action_conditioning not in ("input", "every_block"):
             raise ValueError(
                 f"action_conditioning {self.action_conditioning!r}: expected input or every_block"

@@ -110,9 +110,3 @@ def test_an_unknown_context_noise_kind_is_named():
     with pytest.raises(GenieError) as info:
         config_from_dict(DynamicsConfig, {"training": {"context_noise_kind": "blur"}}, "cfg.yaml")
     assert "context_noise_kind 'blur': expected random or other_frame" in str(info.value)
-
-
-def test_an_unknown_token_embedding_init_is_named():
-    with pytest.raises(GenieError) as info:
-        config_from_dict(DynamicsConfig, {"model": {"token_embedding_init": "pixels"}}, "cfg.yaml")
-    assert "token_embedding_init 'pixels': expected random or codebook" in str(info.value)

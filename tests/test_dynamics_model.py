@@ -225,25 +225,3 @@ def test_logits_at_selected_tokens_equal_the_full_forward_there(model):
     where = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(1)) < 0.6
     full = model(tokens, actions)
     assert torch.allclose(model(tokens, actions, where=where), full[where], atol=1e-6)
-
-
-def test_codebook_init_makes_codes_that_look_alike_start_alike():
-    torch.manual_seed(0)
-    model = DynamicsModel(
-        TransformerConfig(num_layers=1, d_model=64, num_heads=4), vocab_size=V, num_actions=A, num_patches=N
-    )
-    mask_row = model.token_embed.weight[model.mask_id].clone()
-    codes = torch.nn.functional.normalize(torch.randn(V, 8), dim=-1)
-    codes[1] = codes[0]  # two codes for the same patch content
-    codes[2] = torch.nn.functional.normalize(codes[0] + 0.05 * torch.randn(8), dim=-1)  # a near one
-    model.init_token_embedding_(codes)
-    rows = model.token_embed.weight
-    torch.testing.assert_close(rows[0], rows[1])
-    cosine = torch.nn.functional.cosine_similarity
-    assert cosine(rows[0], rows[2], dim=0) > 0.9 > cosine(rows[0], rows[3:V], dim=-1).abs().max()
-    assert (
-        abs(rows[:V].std().item() - 1.0) < 1e-4
-    )  # nn.Embedding's scale, so the learning rate means the same
-    torch.testing.assert_close(rows[model.mask_id], mask_row)  # "unknown token" is not a code
-    with pytest.raises(ValueError, match="code vectors for a vocabulary"):
-        model.init_token_embedding_(codes[:-1])

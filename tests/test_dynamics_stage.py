@@ -8,11 +8,9 @@ import yaml
 from tiny_runs import DYNAMICS, LAM, train_args, write
 
 from genie.cli import main
-from genie.config import DynamicsConfig, config_from_dict
 from genie.evaluation.metrics import delta_psnr, masked_psnr, psnr, standard_error
 from genie.inference import TrainedWorld, load_model
 from genie.models.dynamics import sample_mask
-from genie.stages.dynamics import DynamicsStage
 from genie.stages.dynamics_loss import corrupt_context, drop_actions, masked_loss, motion_weights
 
 
@@ -275,27 +273,3 @@ def test_the_weighted_masked_loss_is_the_per_clip_weighted_mean_and_weights_of_o
     assert torch.allclose(acc, masked_loss(dense[mask], tokens, mask)[1])
     plain = masked_loss(dense[mask], tokens, mask)[0]
     assert torch.allclose(masked_loss(dense[mask], tokens, mask, torch.ones(3, 4, 10))[0], plain)
-
-
-def test_codebook_init_starts_the_token_embedding_from_the_tokenizers_codes(store, upstream):
-    """With model.token_embedding_init: codebook the built model's code rows are alike where the frozen
-    tokenizer's (centred) code vectors are: pairwise cosines agree; the default leaves them unrelated."""
-    config = json.loads(json.dumps(DYNAMICS))
-    paths = {"tokenizer": upstream["tokenizer"], "lam": upstream["lam"]}
-    tokenizer, _ = load_model("tokenizer", upstream["tokenizer"], torch.device("cpu"))
-    codes = tokenizer.quantizer.codes().detach()
-    codes = torch.nn.functional.normalize(codes - codes.mean(0), dim=-1)  # centred, as the init does
-    off_diagonal = ~torch.eye(len(codes), dtype=torch.bool)
-    code_cos = (codes @ codes.T)[off_diagonal]
-
-    def row_cosines(init: str) -> torch.Tensor:
-        config["model"]["token_embedding_init"] = init
-        torch.manual_seed(0)  # the loop seeds before it builds
-        stage = DynamicsStage(
-            config_from_dict(DynamicsConfig, config, "x.yaml"), store, torch.device("cpu"), upstream=paths
-        )
-        rows = torch.nn.functional.normalize(stage.build().token_embed.weight[: len(codes)].detach(), dim=-1)
-        return (rows @ rows.T)[off_diagonal]
-
-    assert torch.corrcoef(torch.stack([code_cos, row_cosines("codebook")]))[0, 1] > 0.8
-    assert torch.corrcoef(torch.stack([code_cos, row_cosines("random")]))[0, 1] < 0.5

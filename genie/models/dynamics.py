@@ -115,19 +115,6 @@ class DynamicsModel(nn.Module):
         )
         self.head = nn.Linear(d, vocab_size)
 
-    @torch.no_grad()
-    def init_token_embedding_(self, codes: Tensor) -> None:
-        """Start each code's embedding row from its code vector codes [V, c] (the tokenizer's codebook):
-        centred (the shared part tells codes apart no more than a constant), through a random Gaussian
-        projection to d_model, scaled to nn.Embedding's unit variance. Codes whose vectors are close start
-        close, instead of the model learning from scratch which of 512 codes are alike. The mask row
-        stays as it was."""
-        if codes.shape[0] != self.vocab_size:
-            raise ValueError(f"{codes.shape[0]} code vectors for a vocabulary of {self.vocab_size}")
-        codes = codes.float() - codes.float().mean(0)
-        rows = codes @ torch.randn(codes.shape[1], self.token_embed.embedding_dim, device=codes.device)
-        self.token_embed.weight[: self.vocab_size] = rows / rows.std()
-
     def _embed(self, tokens: Tensor, frame_actions: Tensor) -> tuple[Tensor, Tensor | None]:
         """tokens [B, T, N], frame_actions [B, T] (the action that led to each frame) -> inputs [B, T, N, D]
         and the blocks' condition [B, T, D] (None when the action enters at the input only)."""

@@ -50,10 +50,7 @@ class DynamicsStage:
         self.sampling = sampling_of(config)
 
     def build(self) -> DynamicsModel:
-        model = build_dynamics(self.config, self.tokenizer.num_patches)
-        if self.config.model.token_embedding_init == "codebook":
-            model.init_token_embedding_(self.tokenizer.quantizer.codes().detach().to(model.pos.device))
-        return model
+        return build_dynamics(self.config, self.tokenizer.num_patches)
 
     # --- inputs ---
 
