@@ -7,9 +7,9 @@ the spatial part is 144 patches long, the temporal part only 8 frames, over 1,15
 Forward and backward of one attention call, per variant: SDPA as the model calls it (the CPU flash kernel),
 SDPA forced to its math backend, attention written out (matmul, mask, softmax, matmul), and, for the
 temporal part, G rows packed into one sequence of G x 8 frames with a block-diagonal causal mask (G times the
-FLOPs, fewer and larger problems). Variants alternate within each round; the median over rounds is kept.
-GFLOP/s counts QK^T and AV in full (causal too), forward + backward = 3x forward, as `mfu.py`. Writes
-benchmarks/results/attention_kernels.json.
+FLOPs, fewer and larger problems); and SDPA with the same width in fewer, wider heads. Variants alternate
+within each round; the median over rounds is kept. GFLOP/s counts QK^T and AV in full (causal too), forward
++ backward = 3x forward, as `mfu.py`. Writes benchmarks/results/attention_kernels.json.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ def main() -> None:
     }
     for g in (2, 4, 8):
         cases[f"temporal packed x{g}"] = (sdpa, (B * N // g, H, g * T, hd), packed_mask(g, T), False)
+    for heads in (H // 2, H // 4):  # the same width in fewer, wider heads (a different model)
+        size = hd * H // heads
+        cases[f"spatial sdpa, {heads} heads of {size}"] = (sdpa, (B * T, heads, N, size), None, False)
+        cases[f"temporal sdpa, {heads} heads of {size}"] = (sdpa, (B * N, heads, T, size), None, True)
     seconds: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(a.rounds):
         for name, (attend, shape, mask, causal) in cases.items():
