@@ -40,10 +40,9 @@ def train(stage: str, steps: int, data_dir: Path, out: Path, runs: dict[str, Pat
     argv += ["--output_dir", str(out), "--no_eval", "--quiet"]
     if stage == "lam":
         argv += ["--label_fraction", str(DEMO_LABEL_FRACTION)]
-    if stage == "dynamics" and "lam" in runs:
-        argv += ["--tokenizer_path", str(runs["tokenizer"]), "--lam_path", str(runs["lam"])]
-    elif stage == "dynamics":  # a trained tokenizer given: the true actions
-        argv += ["--tokenizer_path", str(runs["tokenizer"]), "--actions", "true"]
+    if stage == "dynamics":  # on this run's LAM, or (a trained tokenizer given alone) the true actions
+        argv += ["--tokenizer_path", str(runs["tokenizer"])]
+        argv += ["--lam_path", str(runs["lam"])] if "lam" in runs else ["--actions", "true"]
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return next((out / stage).glob("run_*"))
 
